@@ -1,0 +1,31 @@
+# `make test`: set up .venv and run the fast test suite. `make demo`: set up and run the main job.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?= -n 2
+
+.PHONY: test demo slow clean
+
+$(VENV)/.installed-test: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-demo: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[gemma3-270m]'
+	touch $@
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+slow: $(VENV)/.installed-test $(VENV)/.installed-demo
+	$(PY) -m pytest -q -m slow
+
+demo: $(VENV)/.installed-demo
+	$(VENV)/bin/ftjax demo
+
+clean:
+	rm -rf $(VENV) runs models

@@ -1,0 +1,83 @@
+"""Checkpoint key mapping between ftjax NNX state and transformers state dicts, checked both ways.
+
+ftjax attribute paths mirror transformers names, so `model.layers.0.self_attn.q_proj.kernel` maps to
+`model.layers.0.self_attn.q_proj.weight` (transposed: NNX kernels are [in, out], torch Linear is
+[out, in]; GPT-2's Conv1D is already [in, out]). Every source tensor must be used and every parameter filled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ftjax.models.config import ModelConfig
+
+# Buffers some checkpoints carry that are recomputed, never learned.
+_BUFFER_SUFFIXES = ("rotary_emb.inv_freq", "attn.bias", "attn.masked_bias")
+
+
+def nnx_to_hf_key(path: tuple[Any, ...]) -> str:
+    *prefix, leaf = (str(p) for p in path)
+    return ".".join([*prefix, {"kernel": "weight", "embedding": "weight"}.get(leaf, leaf)])
+
+
+def _transposed(cfg: ModelConfig, path: tuple[Any, ...]) -> bool:
+    return path[-1] == "kernel" and cfg.model_type != "gpt2"
+
+
+def _normalise_keys(cfg: ModelConfig, keys: list[str]) -> dict[str, str]:
+    """Map each source key to its canonical transformers name (original GPT-2 files lack `transformer.`)."""
+    out = {}
+    for k in keys:
+        canonical = k
+        if cfg.model_type == "gpt2" and not k.startswith(("transformer.", "lm_head.")):
+            canonical = "transformer." + k
+        out[canonical] = k
+    return out
+
+
+def load_into(model_state: nnx.State, cfg: ModelConfig, keys: list[str],
+              get: Callable[[str], Any], dtype: Any) -> nnx.State:
+    """Fill an (abstract) NNX param state from source tensors `get(key)`; errors name the offending key."""
+    source = _normalise_keys(cfg, keys)
+    used = set()
+    flat = []
+    for path, var in nnx.to_flat_state(model_state):
+        name = nnx_to_hf_key(path)
+        if name not in source:
+            raise KeyError(f"checkpoint has no tensor for parameter {'.'.join(map(str, path))} (expected {name})")
+        arr = get(source[name])
+        if _transposed(cfg, path):
+            arr = arr.T
+        if tuple(arr.shape) != tuple(var.shape):
+            raise ValueError(f"shape mismatch for {name}: checkpoint {tuple(arr.shape)}, model {tuple(var.shape)}")
+        used.add(name)
+        flat.append((path, var.replace(jnp.asarray(arr, dtype=dtype))))
+    unused = [k for k in source if k not in used and not _ignorable(cfg, k)]
+    if unused:
+        raise KeyError(f"checkpoint tensor {source[unused[0]]} is not used by the {cfg.model_type} port"
+                       + (f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""))
+    return nnx.from_flat_state(flat)
+
+
+def _ignorable(cfg: ModelConfig, key: str) -> bool:
+    # A tied checkpoint may still carry lm_head.weight (a copy of the embedding).
+    return key.endswith(_BUFFER_SUFFIXES) or (cfg.tie_embeddings and key == "lm_head.weight")
+
+
+def to_hf_state_dict(model: nnx.Module, dtype: Any | None = None) -> dict[str, np.ndarray]:
+    """transformers-named numpy tensors for every parameter of `model`."""
+    cfg: ModelConfig = model.config
+    out = {}
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        arr = np.asarray(var[...] if dtype is None else var[...].astype(dtype))
+        out[nnx_to_hf_key(path)] = np.ascontiguousarray(arr.T if _transposed(cfg, path) else arr)
+    return out
+
+
+def from_state_dict(model_state: nnx.State, cfg: ModelConfig, tensors: Mapping[str, Any], dtype: Any) -> nnx.State:
+    return load_into(model_state, cfg, list(tensors), tensors.__getitem__, dtype)

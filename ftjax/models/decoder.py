@@ -1,0 +1,170 @@
+"""The rotary-position decoder shared by Llama, Mistral, Qwen 2/3 and Gemma 1/2/3.
+
+Module attribute names mirror transformers' parameter names (`model.layers.3.self_attn.q_proj`), so the
+checkpoint mapping in convert.py is mechanical. Families differ only through `ModelConfig` fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ftjax.models import layers as L
+from ftjax.models.config import ModelConfig
+
+Array = jax.Array
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, layer: int, *, dtype: Any, rngs: nnx.Rngs):
+        d, h = cfg.hidden_size, cfg.head_dim
+        qkv = dict(bias=cfg.attention_bias, dtype=dtype, rngs=rngs)
+        self.q_proj = L.Linear(d, cfg.num_heads * h, axes=("embed", "heads"), **qkv)
+        self.k_proj = L.Linear(d, cfg.num_kv_heads * h, axes=("embed", "kv"), **qkv)
+        self.v_proj = L.Linear(d, cfg.num_kv_heads * h, axes=("embed", "kv"), **qkv)
+        self.o_proj = L.Linear(cfg.num_heads * h, d, bias=cfg.o_bias, axes=("heads", "embed"),
+                               dtype=dtype, rngs=rngs)
+        if cfg.qk_norm:
+            self.q_norm = L.Norm(h, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
+            self.k_norm = L.Norm(h, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
+        self.rope = cfg.rope_for(layer)
+        self.cfg = cfg
+
+    def __call__(self, x: Array, positions: Array, mask: Array, kv: tuple[Array, Array] | None,
+                 index: Array | None) -> tuple[Array, tuple[Array, Array] | None]:
+        cfg = self.cfg
+        b, t, _ = x.shape
+        q = self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim)
+        k = self.k_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+        v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+        if cfg.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        inv_freq = L.rope_inv_freq(self.rope, cfg.head_dim)  # a constant under jit, never a parameter
+        q = L.apply_rope(q, positions, inv_freq)
+        k = L.apply_rope(k, positions, inv_freq)
+        if kv is not None:
+            kv = (L.write_cache(kv[0], k, index), L.write_cache(kv[1], v, index))
+            k, v = kv
+        out = L.attend(q, k, v, mask, scale=cfg.q_scale, softcap=cfg.attn_softcap)
+        return self.o_proj(out.reshape(b, t, -1)), kv
+
+
+class MLP(nnx.Module):
+    """Gated feed-forward: down(act(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype: Any, rngs: nnx.Rngs):
+        d, f = cfg.hidden_size, cfg.intermediate_size
+        kw = dict(bias=cfg.mlp_bias, dtype=dtype, rngs=rngs)
+        self.gate_proj = L.Linear(d, f, axes=("embed", "mlp"), **kw)
+        self.up_proj = L.Linear(d, f, axes=("embed", "mlp"), **kw)
+        self.down_proj = L.Linear(f, d, axes=("mlp", "embed"), **kw)
+        self.act = L.activation(cfg.activation)
+
+    def __call__(self, x: Array) -> Array:
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, layer: int, *, dtype: Any, rngs: nnx.Rngs):
+        norm = lambda: L.Norm(cfg.hidden_size, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
+        self.input_layernorm = norm()
+        self.self_attn = Attention(cfg, layer, dtype=dtype, rngs=rngs)
+        self.post_attention_layernorm = norm()
+        if cfg.sandwich_norms:  # Gemma 2/3 normalise both the input and the output of each sub-block
+            self.pre_feedforward_layernorm = norm()
+            self.post_feedforward_layernorm = norm()
+        self.mlp = MLP(cfg, dtype=dtype, rngs=rngs)
+        self.sandwich = cfg.sandwich_norms
+
+    def __call__(self, x, positions, mask, kv, index):
+        a, kv = self.self_attn(self.input_layernorm(x), positions, mask, kv, index)
+        if self.sandwich:
+            x = x + self.post_attention_layernorm(a)
+            return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x))), kv
+        x = x + a
+        return x + self.mlp(self.post_attention_layernorm(x)), kv
+
+
+class Backbone(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, dtype: Any, rngs: nnx.Rngs):
+        self.embed_tokens = L.Embed(cfg.vocab_size, cfg.hidden_size, axes=("vocab", "embed"), dtype=dtype,
+                                    rngs=rngs)
+        self.layers = nnx.List([DecoderLayer(cfg, i, dtype=dtype, rngs=rngs) for i in range(cfg.num_layers)])
+        self.norm = L.Norm(cfg.hidden_size, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
+        self.cfg = cfg
+
+    def __call__(self, input_ids, positions, valid, segment_ids, cache):
+        cfg = self.cfg
+        x = self.embed_tokens(input_ids)
+        if cfg.embed_scale:  # transformers rounds the scale to the activation dtype first
+            x = x * jnp.asarray(cfg.hidden_size ** 0.5, x.dtype)
+        masks, cache = _masks(cfg, positions, valid, segment_ids, cache)
+        for i, layer in enumerate(self.layers):
+            kv = (cache["k"][i], cache["v"][i]) if cache is not None else None
+            x, kv = layer(x, positions, masks[cfg.window_for(i)], kv, None if cache is None else cache["index"])
+            if cache is not None:
+                cache["k"][i], cache["v"][i] = kv
+        if cache is not None:
+            cache["index"] = cache["index"] + input_ids.shape[1]
+        return self.norm(x), cache
+
+
+def _masks(cfg: ModelConfig, positions, valid, segment_ids, cache):
+    """Attention masks keyed by window (None = full), and the cache with this chunk's slots recorded."""
+    if cache is None:
+        kv_pos, kv_valid = positions, valid
+    else:
+        cache = dict(cache, k=list(cache["k"]), v=list(cache["v"]))
+        cache["pos"] = L.write_cache(cache["pos"], positions, cache["index"])
+        cache["valid"] = L.write_cache(cache["valid"], valid, cache["index"])
+        kv_pos, kv_valid = cache["pos"], cache["valid"]
+        segment_ids = None  # packing is a training-time feature; decoding rows are single sequences
+    seg = (segment_ids, segment_ids) if segment_ids is not None else (None, None)
+    windows = {cfg.window_for(i) for i in range(cfg.num_layers)}
+    return {w: L.attention_mask(positions, kv_pos, kv_valid, w, *seg) for w in windows}, cache
+
+
+class CausalLM(nnx.Module):
+    """A decoder-only language model: `model(input_ids)` -> logits [batch, seq, vocab]."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        self.config = cfg
+        self.dtype = dtype
+        self.model = Backbone(cfg, dtype=dtype, rngs=rngs)
+        if not cfg.tie_embeddings:
+            self.lm_head = L.Linear(cfg.hidden_size, cfg.vocab_size, bias=False, axes=("embed", "vocab"),
+                                    dtype=dtype, rngs=rngs)
+
+    def __call__(self, input_ids: Array, *, positions: Array | None = None, attention_mask: Array | None = None,
+                 segment_ids: Array | None = None) -> Array:
+        positions, valid = default_positions(input_ids, positions, attention_mask)
+        h, _ = self.model(input_ids, positions, valid, segment_ids, None)
+        return self.logits(h)
+
+    def hidden_states(self, input_ids: Array, *, positions: Array, attention_mask: Array,
+                      segment_ids: Array | None = None, cache: dict | None = None) -> tuple[Array, dict | None]:
+        """Final-norm hidden states [b, t, d] (and the updated cache): losses can pick the positions they need."""
+        return self.model(input_ids, positions, attention_mask.astype(bool), segment_ids, cache)
+
+    def logits(self, h: Array) -> Array:
+        cfg = self.config
+        out = self.model.embed_tokens.attend(h) if cfg.tie_embeddings else self.lm_head(h)
+        out = out.astype(jnp.float32)
+        if cfg.final_softcap is not None:
+            out = jnp.tanh(out / cfg.final_softcap) * cfg.final_softcap
+        return out
+
+    def init_cache(self, batch: int, max_len: int) -> dict:
+        cfg = self.config
+        return L.init_cache(cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim, self.dtype)
+
+
+def default_positions(input_ids: Array, positions: Array | None, attention_mask: Array | None):
+    """Positions count real tokens only, so left-padded rows start at 0 like unpadded ones."""
+    valid = jnp.ones(input_ids.shape, bool) if attention_mask is None else attention_mask.astype(bool)
+    if positions is None:
+        positions = jnp.maximum(jnp.cumsum(valid, axis=-1) - 1, 0).astype(jnp.int32)
+    return positions, valid

@@ -1,0 +1,112 @@
+"""`from_pretrained` (local folder, hub id, .gguf file) and `save_pretrained` (transformers-loadable folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ftjax.models import convert
+from ftjax.models.config import ModelConfig, from_hf
+from ftjax.models.decoder import CausalLM
+from ftjax.models.gpt2 import GPT2LM
+
+_HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja"]
+
+
+def resolve(path_or_hub_id: str | os.PathLike) -> Path:
+    """A local folder or .gguf file as is; anything else is a hub id (honours HF_HUB_OFFLINE)."""
+    p = Path(path_or_hub_id).expanduser()
+    if p.exists():
+        return p
+    s = str(path_or_hub_id)
+    if s.endswith(".gguf") or s.startswith((".", "/", "~")) or s.count("/") != 1:
+        raise FileNotFoundError(f"no such model folder or file: {s}")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(s, allow_patterns=_HUB_PATTERNS))
+
+
+def hf_config(folder: Path) -> Any:
+    from transformers import AutoConfig
+
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json (not a Hugging Face model folder)")
+    return AutoConfig.from_pretrained(folder)
+
+
+def build(cfg: ModelConfig, dtype: Any = jnp.float32, seed: int = 0) -> CausalLM:
+    """A randomly initialised model of the right family."""
+    cls = GPT2LM if cfg.model_type == "gpt2" else CausalLM
+    return cls(cfg, dtype=dtype, rngs=nnx.Rngs(seed))
+
+
+def _abstract(cfg: ModelConfig, dtype: Any) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+    return nnx.split(nnx.eval_shape(lambda: build(cfg, dtype)), nnx.Param, ...)
+
+
+def _safetensor_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / s for s in shards]
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder} has no *.safetensors weights")
+    return files
+
+
+def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32) -> CausalLM:
+    """Load a Hugging Face checkpoint (folder, hub id, or .gguf file) into an ftjax NNX model."""
+    path = resolve(path_or_hub_id)
+    if path.suffix == ".gguf":
+        from transformers import AutoConfig
+
+        from ftjax.models.gguf import read_gguf
+
+        config_dict, tensors = read_gguf(path)
+        hf = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+        cfg = from_hf(hf)
+        graphdef, params, rest = _abstract(cfg, dtype)
+        params = convert.from_state_dict(params, cfg, tensors, dtype)
+    else:
+        from safetensors import safe_open
+
+        hf = hf_config(path)
+        cfg = from_hf(hf)
+        graphdef, params, rest = _abstract(cfg, dtype)
+        handles = [safe_open(f, framework="flax") for f in _safetensor_files(path)]
+        where = {k: h for h in handles for k in h.keys()}
+        params = convert.load_into(params, cfg, list(where), lambda k: where[k].get_tensor(k), dtype)
+    model = nnx.merge(graphdef, params, rest)
+    model.hf_config = hf.to_dict()
+    return model
+
+
+def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | None = None) -> Path:
+    """Write config.json + model.safetensors that transformers' `from_pretrained` loads; atomic (temp, rename)."""
+    from safetensors.numpy import save_file
+
+    out = Path(out_dir)
+    tensors = convert.to_hf_state_dict(model, dtype)
+    if any(v.dtype == jnp.bfloat16 for v in tensors.values()):
+        tensors = {k: v.astype(np.float32) if v.dtype == jnp.bfloat16 else v for k, v in tensors.items()}
+        # numpy safetensors cannot write bfloat16; float32 loses nothing and transformers casts on load
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(model.hf_config, indent=2, default=str))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,77 @@
+"""Tiny random transformers models of every ported family, saved once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+
+# Prime-ish sizes so that a swapped axis shows up as a shape error; windows shorter than the test sequence.
+_COMMON = dict(vocab_size=131, hidden_size=40, intermediate_size=52, num_hidden_layers=3, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+FAMILIES = {
+    "llama": ("LlamaConfig", dict(_COMMON)),
+    "llama3_tied": ("LlamaConfig", dict(_COMMON, tie_word_embeddings=True, rope_scaling=dict(
+        rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+        original_max_position_embeddings=16), attention_bias=True, mlp_bias=True)),
+    "mistral": ("MistralConfig", dict(_COMMON, sliding_window=5)),
+    "qwen2": ("Qwen2Config", dict(_COMMON)),
+    "qwen3": ("Qwen3Config", dict(_COMMON, head_dim=12)),
+    "gemma": ("GemmaConfig", dict(_COMMON, head_dim=12)),
+    "gemma2": ("Gemma2Config", dict(_COMMON, head_dim=12, sliding_window=5, query_pre_attn_scalar=12,
+                                    attn_logit_softcapping=5.0, final_logit_softcapping=3.0)),
+    "gemma3_text": ("Gemma3TextConfig", dict(_COMMON, head_dim=12, sliding_window=5, query_pre_attn_scalar=12,
+                                             num_hidden_layers=4, sliding_window_pattern=2,
+                                             layer_types=["sliding_attention", "full_attention"] * 2,
+                                             rope_local_base_freq=10.0, rope_theta=1000.0)),
+    "gpt2": ("GPT2Config", dict(vocab_size=131, n_embd=40, n_layer=3, n_head=4, n_positions=64, bos_token_id=1,
+                                eos_token_id=2)),
+}
+
+
+def make_hf_model(family: str, seed: int = 0):
+    import torch
+    import transformers
+
+    cls_name, kwargs = FAMILIES[family]
+    config = getattr(transformers, cls_name)(**kwargs)
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    with torch.no_grad():  # random norms and biases, so that a missed one shows in the logits
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias") or "ln_" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def hf_folder(tmp_path_factory):
+    """family -> (transformers model, saved folder); built lazily and cached."""
+    cache = {}
+
+    def get(family: str):
+        if family not in cache:
+            model = make_hf_model(family)
+            path = tmp_path_factory.mktemp(family)
+            model.save_pretrained(path)
+            cache[family] = (model, path)
+        return cache[family]
+
+    return get
+
+
+def padded_batch(vocab: int = 131, lengths=(13, 9, 11), seed: int = 0):
+    """Left-padded int32 ids, attention mask and positions (counting real tokens only)."""
+    rng = np.random.RandomState(seed)
+    t = max(lengths)
+    ids = np.zeros((len(lengths), t), np.int32)
+    mask = np.zeros((len(lengths), t), np.int32)
+    for i, n in enumerate(lengths):
+        ids[i, t - n:] = rng.randint(3, vocab, n)
+        mask[i, t - n:] = 1
+    positions = np.maximum(np.cumsum(mask, 1) - 1, 0).astype(np.int32)
+    return ids, mask, positions
