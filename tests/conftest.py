@@ -75,3 +75,23 @@ def padded_batch(vocab: int = 131, lengths=(13, 9, 11), seed: int = 0):
         mask[i, t - n:] = 1
     positions = np.maximum(np.cumsum(mask, 1) - 1, 0).astype(np.int32)
     return ids, mask, positions
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} <eot> {% endfor %}"
+                 "{% if add_generation_prompt %}<assistant> {% endif %}")
+
+
+def save_tiny_tokenizer(folder, vocab_size: int = 131):
+    """A word-level tokenizer over `vocab_size` tokens (specials, chat markers, words w0..wN) with a chat template."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<bos>", "<eos>", "<unk>", "<eot>", "<user>", "<assistant>", "<system>"]
+    vocab = {t: i for i, t in enumerate(specials)}
+    vocab.update({f"w{i}": len(vocab) + i for i in range(vocab_size - len(vocab))})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
+                                   unk_token="<unk>", chat_template=CHAT_TEMPLATE)
+    fast.save_pretrained(folder)
+    return fast

@@ -59,6 +59,8 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
+    # the transformers config.json this was built from, written back by save_pretrained
+    hf_config_json: str = dataclasses.field(default="{}", compare=False, repr=False)
 
     @property
     def q_scale(self) -> float:
@@ -98,7 +100,8 @@ def from_hf(hf: Any) -> ModelConfig:
         raise ValueError(f"unsupported model_type {mt!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     common = dict(model_type=mt, vocab_size=hf.vocab_size, bos_token_id=hf.bos_token_id,
                   eos_token_id=_tuple(hf.eos_token_id), pad_token_id=hf.pad_token_id,
-                  tie_embeddings=bool(getattr(hf, "tie_word_embeddings", False)))
+                  tie_embeddings=bool(getattr(hf, "tie_word_embeddings", False)),
+                  hf_config_json=hf.to_json_string(use_diff=False))
     if mt == "gpt2":
         n = hf.n_layer
         return ModelConfig(

@@ -6,6 +6,7 @@ checkpoint mapping in convert.py is mechanical. Families differ only through `Mo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jax
@@ -156,6 +157,11 @@ class CausalLM(nnx.Module):
         if cfg.final_softcap is not None:
             out = jnp.tanh(out / cfg.final_softcap) * cfg.final_softcap
         return out
+
+    @property
+    def hf_config(self) -> dict:
+        """The transformers config dict of this model (written as config.json by save_pretrained)."""
+        return json.loads(self.config.hf_config_json)
 
     def init_cache(self, batch: int, max_len: int) -> dict:
         cfg = self.config

@@ -100,7 +100,12 @@ def _llama3_rope_scaling(factors: np.ndarray, theta: float, head_dim: int) -> di
 def _config(reader: gguf.GGUFReader, arch: str, shapes: dict[str, tuple[int, ...]], rope_freqs: np.ndarray | None) -> dict[str, Any]:
     def get(key: str, default: Any = None) -> Any:
         field = reader.get_field(key)
-        return default if field is None else field.contents()
+        if field is None:
+            return default
+        if field.types == [gguf.GGUFValueType.FLOAT32]:
+            # The shortest decimal that rounds to this float32 is the config.json value (1e-06, not 9.99...e-07).
+            return float(str(np.float32(field.contents())))
+        return field.contents()
 
     n_layer = get(f"{arch}.block_count")
     hidden = get(f"{arch}.embedding_length")
@@ -134,12 +139,15 @@ def _config(reader: gguf.GGUFReader, arch: str, shapes: dict[str, tuple[int, ...
     elif scaling != "none":
         raise ValueError(f"unsupported GGUF rope scaling type {scaling!r} (supported: linear, yarn)")
 
+    if arch == "qwen2":
+        del cfg["head_dim"]  # not a Qwen2Config field: always hidden / heads there
     if arch == "llama":
         # Mistral GGUFs are `llama` files; llama.cpp ignores Mistral's sliding window, so drop it too.
         if "mistral" in get("general.name", "").lower():
             cfg.update(model_type="mistral", sliding_window=None)
         else:
             cfg["attention_bias"] = "blk.0.attn_q.bias" in shapes
+            cfg["mlp_bias"] = "blk.0.ffn_up.bias" in shapes
         if rope_freqs is not None:
             cfg["rope_scaling"] = _llama3_rope_scaling(rope_freqs, cfg["rope_theta"], head_dim)
     if arch in ("gemma2", "gemma3"):

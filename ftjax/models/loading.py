@@ -85,9 +85,7 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32)
         handles = [safe_open(f, framework="flax") for f in _safetensor_files(path)]
         where = {k: h for h in handles for k in h.keys()}
         params = convert.load_into(params, cfg, list(where), lambda k: where[k].get_tensor(k), dtype)
-    model = nnx.merge(graphdef, params, rest)
-    model.hf_config = hf.to_dict()
-    return model
+    return nnx.merge(graphdef, params, rest)
 
 
 def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | None = None) -> Path:

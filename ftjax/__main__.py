@@ -1,0 +1,3 @@
+from ftjax.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per `ftjax` subcommand, each with absl flags and `main(argv)`."""

@@ -1,0 +1,48 @@
+"""Tokenizers from a model folder, a hub id or a GGUF file, with chat templates and stop tokens."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ftjax.models.loading import resolve
+
+
+def load_tokenizer(path_or_hub_id: str | os.PathLike) -> Any:
+    """A transformers tokenizer for the model at `path_or_hub_id` (folder, hub id or .gguf)."""
+    path = resolve(path_or_hub_id)
+    if path.suffix == ".gguf":
+        from ftjax.models.gguf import gguf_tokenizer
+
+        return gguf_tokenizer(path)
+    from transformers import AutoTokenizer
+
+    if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        raise FileNotFoundError(f"{path} has no tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
+    return AutoTokenizer.from_pretrained(path)
+
+
+def encode_prompt(tokenizer: Any, prompt: str | None = None, messages: list[dict] | None = None,
+                  chat: bool = False) -> list[int]:
+    """Token ids of a plain prompt, or of chat `messages` (or a prompt wrapped as one user turn when `chat`)
+    rendered with the tokenizer's chat template and the generation prompt for the assistant's turn."""
+    if messages is None and chat:
+        messages = [{"role": "user", "content": prompt}]
+    if messages is not None:
+        if not tokenizer.chat_template:
+            raise ValueError("this tokenizer has no chat template; pass a plain prompt instead of messages")
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    if prompt is None:
+        raise ValueError("need a prompt or messages")
+    return tokenizer(prompt)["input_ids"]
+
+
+def stop_token_ids(tokenizer: Any, config_eos: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """EOS ids from the model config and tokenizer, plus chat end-of-turn markers the vocabulary has."""
+    ids = set(config_eos)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[t] for t in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>") if t in vocab)
+    return tuple(sorted(ids))
