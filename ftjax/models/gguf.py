@@ -91,13 +91,16 @@ def _llama3_rope_scaling(factors: np.ndarray, theta: float, head_dim: int) -> di
     old_ctx, lo, hi, factor = 8192, 1.0, 4.0, scaling["factor"]
     wavelen = 2 * math.pi * theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
     smooth = (old_ctx / wavelen - lo) / (hi - lo)
-    expected = np.where(wavelen < old_ctx / hi, 1.0, np.where(wavelen > old_ctx / lo, factor, 1 / ((1 - smooth) / factor + smooth)))
+    smoothed = 1 / ((1 - smooth) / factor + smooth)
+    expected = np.where(wavelen < old_ctx / hi, 1.0, np.where(wavelen > old_ctx / lo, factor, smoothed))
     if factors.shape != (head_dim // 2,) or not np.allclose(factors, expected, rtol=1e-5, atol=0):
         raise ValueError("rope_freqs.weight is not Llama 3 rope scaling with the standard parameters; unsupported")
     return scaling
 
 
-def _config(reader: gguf.GGUFReader, arch: str, shapes: dict[str, tuple[int, ...]], rope_freqs: np.ndarray | None) -> dict[str, Any]:
+def _config(
+    reader: gguf.GGUFReader, arch: str, shapes: dict[str, tuple[int, ...]], rope_freqs: np.ndarray | None
+) -> dict[str, Any]:
     def get(key: str, default: Any = None) -> Any:
         field = reader.get_field(key)
         if field is None:
@@ -135,7 +138,8 @@ def _config(reader: gguf.GGUFReader, arch: str, shapes: dict[str, tuple[int, ...
     if scaling in ("linear", "yarn"):
         cfg["rope_scaling"] = {"rope_type": scaling, "factor": get(f"{arch}.rope.scaling.factor")}
         if scaling == "yarn":
-            cfg["rope_scaling"]["original_max_position_embeddings"] = get(f"{arch}.rope.scaling.original_context_length")
+            original = get(f"{arch}.rope.scaling.original_context_length")
+            cfg["rope_scaling"]["original_max_position_embeddings"] = original
     elif scaling != "none":
         raise ValueError(f"unsupported GGUF rope scaling type {scaling!r} (supported: linear, yarn)")
 
@@ -154,10 +158,10 @@ def _config(reader: gguf.GGUFReader, arch: str, shapes: dict[str, tuple[int, ...
         cfg["sliding_window"] = get(f"{arch}.attention.sliding_window")
         cfg["attn_logit_softcapping"] = get(f"{arch}.attn_logit_softcapping")
         cfg["final_logit_softcapping"] = get(f"{arch}.final_logit_softcapping")
-        # llama.cpp hard-codes the query scale: 1/sqrt(hidden/heads) for the 27B models, else 1/sqrt(head_dim),
+        # llama.cpp hard-codes the query scale, 1/sqrt(hidden/heads) for the 27B models, else 1/sqrt(head_dim),
         is_27b = n_layer == {"gemma2": 46, "gemma3": 62}[arch]
         cfg["query_pre_attn_scalar"] = hidden // n_head if is_27b else head_dim
-        # ... and, unless the file says otherwise, the sliding pattern: every 2nd (Gemma 2) / 6th (Gemma 3) layer global.
+        # ... and, unless the file states one, the sliding pattern: every 2nd (Gemma 2) / 6th (Gemma 3) layer global.
         pattern = get(f"{arch}.attention.sliding_window_pattern", 2 if arch == "gemma2" else 6)
         sliding = pattern if isinstance(pattern, list) else [(i + 1) % pattern != 0 for i in range(n_layer)]
         cfg["layer_types"] = ["sliding_attention" if s else "full_attention" for s in sliding]
@@ -192,8 +196,8 @@ def read_gguf(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
         # F32 tensors come back as views of the memory-mapped file: copy so the result owns its memory.
         return w.copy() if np.may_share_memory(w, reader.data) else w
 
-    shapes = {n: tuple(int(d) for d in reversed(t.shape)) for n, t in by_name.items()}  # GGUF lists dims innermost first
-    rope_freqs = load("rope_freqs.weight") if "rope_freqs.weight" in by_name and arch == "llama" else None
+    shapes = {n: tuple(int(d) for d in reversed(t.shape)) for n, t in by_name.items()}  # GGUF: innermost dim first
+    rope_freqs = load("rope_freqs.weight") if arch == "llama" and "rope_freqs.weight" in by_name else None
     config = _config(reader, arch, shapes, rope_freqs)
 
     state: dict[str, np.ndarray] = {}
