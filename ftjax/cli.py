@@ -9,12 +9,16 @@ from __future__ import annotations
 import importlib
 import sys
 
+from absl import flags
+
 COMMANDS = {
+    "train": "fine-tune a model from a config (resumes from the workdir's checkpoints)",
     "generate": "generate text with a model, from a prompt or a JSONL of prompts",
     "export": "export adapters as Hugging Face PEFT or a merged transformers model",
+    "data": "data tools: curate, split, stats",
     "demo": "the main job on the embedded default (what `make demo` runs)",
 }
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError)
 
 
 def _usage() -> str:
@@ -32,13 +36,31 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         sys.exit(f"ftjax: unknown subcommand {name!r}; choose from: {', '.join(COMMANDS)}")
     module = importlib.import_module(f"ftjax.commands.{name}")
-    from absl import app
+    args = argv[2:]
+    if any(a in ("-h", "--help", "--helpshort") for a in args):
+        print(f"ftjax {name}: {(module.__doc__ or '').strip()}\n")
+        print(flags.FLAGS.module_help(module.__name__))
+        sys.exit(0)
+    try:
+        rest = flags.FLAGS([f"ftjax {name}", *args])
+        module.main(rest)
+    except (flags.Error, AttributeError, *USER_ERRORS) as e:
+        sys.exit(f"ftjax {name}: error: {one_line(e)}")
 
-    def run(args: list[str]) -> None:
-        try:
-            module.main(args)
-        except USER_ERRORS as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-            sys.exit(f"ftjax {name}: error: {msg}")
 
-    app.run(run, argv=[f"ftjax {name}", *argv[2:]])
+def one_line(e: BaseException) -> str:
+    """The innermost message on one line (config overrides wrap errors in layers and tracebacks)."""
+    while (e.__cause__ or e.__context__) is not None and not str(e).strip():
+        e = e.__cause__ or e.__context__
+    msg: object = e
+    while isinstance(msg, BaseException):  # AttributeError(KeyError('...')) from config overrides
+        if isinstance(msg, (KeyError, AttributeError)) and msg.args:
+            msg = msg.args[0]
+        else:
+            msg = str(msg)
+    text = str(msg)
+    if "Traceback (most recent call last)" in text or isinstance(e, OSError):  # keep the specific last line
+        text = [line for line in text.splitlines() if line.strip()][-1]
+    if isinstance(e, AttributeError):
+        text = "unknown config key " + text
+    return " ".join(text.split())

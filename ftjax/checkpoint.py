@@ -1,0 +1,75 @@
+"""Orbax checkpoints of a training run: trainable state, optimizer state, and a JSON `meta` item.
+
+Only the trainable state is saved (the adapters, when only adapters train); the frozen base is rebuilt from
+`model.path`. `meta` holds the step, the data-iterator position, the RNG seed stream position and the
+early-stopping record, so a resumed run continues exactly where the last save left it. Restores go into
+abstract states that carry shardings, so arrays come back already placed on the mesh.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as cm
+
+log = logging.getLogger(__name__)
+
+
+class Checkpoints:
+    def __init__(self, directory: str | Path, *, keep: int, metric: str | None = None, mode: str = "min",
+                 async_save: bool = True):
+        policies = [cm.LatestN(n=keep)]
+        if metric:  # keep the best evaluated checkpoint too, whatever its age
+            policies.append(cm.BestN(get_metric_fn=lambda m: m[metric], reverse=mode == "min", n=1,
+                                     keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(preservation_policy=cm.AnyPreservationPolicy(policies),
+                                               enable_async_checkpointing=async_save, create=True)
+        self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options,
+                                             item_names=("trainable", "opt_state", "meta"))
+
+    def save(self, step: int, trainable: Any, opt_state: Any, meta: dict, metrics: dict | None = None) -> None:
+        self.manager.save(step, args=ocp.args.Composite(
+            trainable=ocp.args.StandardSave(trainable), opt_state=ocp.args.StandardSave(opt_state),
+            meta=ocp.args.JsonSave(meta)), metrics=metrics, force=True)
+
+    def restore(self, abstract_trainable: Any, abstract_opt_state: Any, step: int | None = None
+                ) -> tuple[int, Any, Any, dict] | None:
+        """The newest readable checkpoint (or `step`); a corrupt one is skipped with a warning."""
+        steps = sorted(self.manager.all_steps(), reverse=True) if step is None else [step]
+        for s in steps:
+            try:
+                out = self.manager.restore(s, args=ocp.args.Composite(
+                    trainable=ocp.args.StandardRestore(abstract_trainable),
+                    opt_state=ocp.args.StandardRestore(abstract_opt_state), meta=ocp.args.JsonRestore()))
+            except Exception as e:  # noqa: BLE001 - any failure to read means: fall back to an older one
+                if step is not None:
+                    raise
+                log.warning("checkpoint at step %d is unreadable (%s: %s); trying the previous one", s,
+                            type(e).__name__, str(e).splitlines()[0][:200])
+                continue
+            return s, out["trainable"], out["opt_state"], out["meta"]
+        return None
+
+    def restore_trainable(self, abstract_trainable: Any, step: int) -> Any:
+        return self.manager.restore(step, args=ocp.args.Composite(
+            trainable=ocp.args.StandardRestore(abstract_trainable)))["trainable"]
+
+    @property
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def abstract(tree: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs with the target shardings: what a restore fills."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)

@@ -1,0 +1,32 @@
+"""ftjax train --config=configs/sft.py[:variant] --workdir=DIR [--config.KEY=VALUE ...]
+
+Rerunning the same command on the same workdir resumes from its newest readable checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from absl import flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py[:variant])",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "run folder: config.json, metrics.jsonl, checkpoints, eval/", required=True)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.config is None:
+        raise ValueError("--config is required, e.g. --config=configs/sft.py")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file it writes at INFO
+    logging.getLogger("ftjax").setLevel(logging.INFO)
+    from ftjax.train import main as train
+
+    summary = train(FLAGS.config, FLAGS.workdir)
+    print(f"done: {summary['steps']} steps; best {summary['metric']}={summary['best']:.4f} at step "
+          f"{summary['best_step']}; workdir {FLAGS.workdir}")

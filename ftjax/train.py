@@ -1,0 +1,222 @@
+"""Supervised fine-tuning, top to bottom: `main(config, workdir)`.
+
+    ftjax train --config=configs/sft.py --workdir=runs/demo [--config.train.steps=100 ...]
+
+Load the model and tokenizer, add the adapter, tokenize the splits, shard over the mesh, restore the newest
+checkpoint if the workdir has one, then loop: step, log, evaluate on the validation split, early-stop, save.
+A project that needs another loop copies this file into `experiments/<name>/` rather than subclassing it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from ftjax import sharding
+from ftjax.checkpoint import Checkpoints, abstract
+from ftjax.data.formats import encode_all
+from ftjax.data.pipeline import Batches
+from ftjax.data.sources import load_rows, parse_columns
+from ftjax.early_stopping import EarlyStopping
+from ftjax.loss import target_positions
+from ftjax.metrics_writer import MetricWriter
+from ftjax.models import from_pretrained
+from ftjax.optim import optimizer
+from ftjax.peft.apply import apply_peft, trainable_filter
+from ftjax.peft.report import parameter_report
+from ftjax.steps import make_eval_step, make_train_step, rng_counts, set_rng_counts
+from ftjax.tokenizer import load_tokenizer
+from ftjax.workdir import write_json_atomic
+
+log = logging.getLogger("ftjax.train")
+
+
+def load_split(spec: str, config: ml_collections.ConfigDict, tokenizer: Any) -> list[dict]:
+    """Rows of one split, tokenized with loss masks."""
+    rows = load_rows(spec, parse_columns(config.data.columns))
+    if not rows:
+        raise ValueError(f"{spec}: no rows")
+    labels = [s.strip() for s in config.data.labels.split(",") if s.strip()] or None
+    return encode_all(rows, tokenizer, config.data.format, config.data.max_length, labels)
+
+
+def step_batch(batches: Batches, accum: int) -> dict[str, np.ndarray]:
+    """`accum` micro-batches stacked [accum, micro, ...], plus the gathered target positions per micro-batch."""
+    micro = [next(batches) for _ in range(accum)]
+    batch = {k: np.stack([m[k] for m in micro]) for k in ("inputs", "targets", "positions", "attention_mask",
+                                                          "segment_ids", "loss_mask")}
+    batch["index"], batch["valid"] = target_positions(batch.pop("loss_mask"))
+    return batch
+
+
+def evaluate_loss(eval_step, trainable, rng, rest, examples: list[dict], config, pad_id: int,
+                  place) -> dict[str, float]:
+    """Validation loss, perplexity and next-token accuracy over target tokens of every example."""
+    batches = Batches(examples, batch_size=config.train.eval_batch_size, seq_len=config.data.max_length,
+                      seed=0, shuffle=False, num_epochs=1, pad_id=pad_id, drop_remainder=False)
+    nll = n = hits = 0.0
+    for b in batches:
+        b = dict(b)
+        b["index"], b["valid"] = target_positions(b.pop("loss_mask"))
+        s, k, h = eval_step(trainable, rng, rest, place(b))
+        nll, n, hits = nll + float(s), n + float(k), hits + float(h)
+    loss = nll / max(n, 1.0)
+    return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)), "val_token_accuracy": hits / max(n, 1.0)}
+
+
+def main(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Train; returns the summary also written to `workdir/summary.json`."""
+    tc = config.train
+    # Data first: a bad file or row stops the run before anything is written.
+    tokenizer = load_tokenizer(config.model.path)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    train_examples = load_split(config.data.train, config, tokenizer)
+    val_examples = load_split(config.data.validation, config, tokenizer) if config.data.validation else []
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_main = jax.process_index() == 0
+    if is_main:
+        write_json_atomic(workdir / "config.json", config.to_dict())
+
+    # Model and adapter.
+    model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
+    model.model.remat = config.model.remat
+    apply_peft(model, config.peft, nnx.Rngs(tc.seed))
+    counts = parameter_report(model, config.peft)
+    log.info("parameters: %s trainable of %s base (%.4f%%)", f"{counts['trainable_params']:,}",
+             f"{counts['base_params']:,}", counts["trainable_percent"])
+
+    # Mesh and shardings: parameters by their logical axes, batches over data x fsdp.
+    mesh = sharding.make_mesh(config.mesh.shape)
+    rules = sharding.check_rules(config.mesh.rules)
+    micro = tc.batch_size // tc.grad_accum_steps  # global micro-batch; each process loads its share
+    replicas = mesh.shape["data"] * mesh.shape["fsdp"]
+    if tc.batch_size % tc.grad_accum_steps or micro % replicas or micro % jax.process_count():
+        raise ValueError(f"train.batch_size={tc.batch_size} must split into grad_accum_steps={tc.grad_accum_steps} "
+                         f"micro-batches divisible by data x fsdp = {replicas} and by {jax.process_count()} processes")
+    model.train()
+    graphdef, trainable, rng, rest = nnx.split(model, trainable_filter(config.peft), nnx.RngState, ...)
+    model.eval()
+    eval_graphdef = nnx.graphdef(model)
+    shard = lambda tree: sharding.state_shardings(tree, mesh, rules)
+    trainable, rest = jax.device_put(trainable, shard(trainable)), jax.device_put(rest, shard(rest))
+    rng = jax.device_put(rng, NamedSharding(mesh, P()))
+
+    steps_per_epoch = max(len(train_examples) // tc.batch_size, 1)
+    total_steps = tc.steps or tc.epochs * steps_per_epoch
+    tx = optimizer(tc, total_steps)
+    opt_state = jax.jit(tx.init)(trainable)
+    shardings = (jax.tree.map(lambda x: x.sharding, trainable), jax.tree.map(lambda x: x.sharding, opt_state),
+                 jax.tree.map(lambda x: x.sharding, rng), jax.tree.map(lambda x: x.sharding, rest))
+    step_sharding = NamedSharding(mesh, P(None, sharding.BATCH_AXES))
+    batch_shardings = {k: step_sharding for k in ("inputs", "targets", "positions", "attention_mask", "segment_ids")}
+    batch_shardings |= {"index": NamedSharding(mesh, P()), "valid": NamedSharding(mesh, P())}
+    train_step = jax.jit(make_train_step(graphdef, tx, tc.loss_chunk), donate_argnums=(0, 1, 2),
+                         in_shardings=(*shardings, batch_shardings),
+                         out_shardings=(*shardings[:3], NamedSharding(mesh, P())))
+    eval_step = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk))
+    eval_place = lambda b: jax.device_put({k: b[k] for k in batch_shardings}, NamedSharding(mesh, P()))
+
+    # Resume from the newest readable checkpoint, if any.
+    es = tc.early_stopping
+    ckpts = Checkpoints(workdir / "checkpoints", keep=config.checkpoint.keep,
+                        metric=es.metric if val_examples else None, mode=es.mode,
+                        async_save=config.checkpoint.async_save)
+    stopper = EarlyStopping(es.metric, es.mode, es.patience, es.min_delta)
+    batches = Batches(train_examples, batch_size=micro // jax.process_count(), seq_len=config.data.max_length, seed=tc.seed,
+                      pack=config.data.pack, shard_index=jax.process_index(), shard_count=jax.process_count(),
+                      pad_id=pad_id)
+    start = 0
+    restored = ckpts.restore(abstract(trainable, shardings[0]), abstract(opt_state, shardings[1]))
+    if restored:
+        start, trainable, opt_state, meta = restored
+        batches.set_state(meta["data"])
+        rng = set_rng_counts(rng, meta["rng_counts"])
+        stopper.load(meta["early_stopping"])
+        log.info("resumed from step %d", start)
+    writer = MetricWriter(workdir, resume_step=start)
+
+    def save(step: int, metrics: dict | None) -> None:
+        meta = {"step": step, "data": batches.get_state(), "rng_counts": rng_counts(rng),
+                "early_stopping": stopper.state()}
+        ckpts.save(step, trainable, opt_state, meta, metrics)
+
+    def place(batch: dict) -> dict:
+        return jax.make_array_from_process_local_data(batch_shardings, batch) if jax.process_count() > 1 \
+            else jax.device_put(batch, batch_shardings)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", file=sys.stderr, disable=not is_main,
+               dynamic_ncols=True)
+    t0, tokens, step, last = time.perf_counter(), 0, start, {}
+    timed_from = None  # throughput excludes the first step's compilation
+    stopped_early = False
+    for step in range(start + 1, total_steps + 1):
+        batch = step_batch(batches, tc.grad_accum_steps)
+        trainable, opt_state, rng, m = train_step(trainable, opt_state, rng, rest, place(batch))
+        m = {k: float(v) for k, v in m.items()}
+        if timed_from is None:
+            timed_from = time.perf_counter()
+        else:
+            tokens += int(batch["attention_mask"].sum()) * jax.process_count()
+        if not math.isfinite(m["loss"]):
+            ckpts.close()
+            raise FloatingPointError(f"loss is {m['loss']} at step {step}; stopping (last checkpoint: "
+                                     f"{max(ckpts.all_steps(), default='none')})")
+        m |= {"learning_rate": float(tx_lr(tc, total_steps, step)),
+              "tokens_per_s": tokens / max(time.perf_counter() - timed_from, 1e-9)}
+        bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}")
+        bar.update(1)
+        evaluated = None
+        if val_examples and (step % tc.eval_every == 0 or step == total_steps):
+            evaluated = evaluate_loss(eval_step, trainable, rng, rest, val_examples, config, pad_id, eval_place)
+            m |= evaluated
+            stopper.update(step, evaluated)
+            bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in evaluated.items()))
+        if step % tc.log_every == 0 or evaluated:
+            writer.write(step, m)
+        last = m
+        if step % config.checkpoint.every == 0 or step == total_steps or evaluated or stopper.should_stop:
+            save(step, evaluated)
+        if stopper.should_stop:
+            bar.write(f"early stopping at step {step}: no {es.metric} improvement in {es.patience} evaluations "
+                      f"(best {stopper.best:.4f} at step {stopper.best_step})")
+            stopped_early = True
+            break
+    bar.close()
+    ckpts.close()
+    writer.close()
+    summary = {"steps": step, "total_steps": total_steps, "stopped_early": stopped_early,
+               "best_step": stopper.best_step, "best": stopper.best, "metric": es.metric,
+               "final": last, "parameters": counts, "train_examples": len(train_examples),
+               "validation_examples": len(val_examples), "seconds": time.perf_counter() - t0}
+    if is_main:
+        write_json_atomic(workdir / "summary.json", summary)
+    return summary
+
+
+def tx_lr(tc: ml_collections.ConfigDict, total_steps: int, step: int) -> float:
+    from ftjax.optim import schedule
+
+    return schedule(tc.schedule, tc.learning_rate, total_steps, tc.warmup_steps)(step - 1)
+
+
+def resolved_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with."""
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{workdir} has no config.json (not an ftjax workdir)")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
