@@ -9,6 +9,7 @@ abstract states that carry shardings, so arrays come back already placed on the 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ class Checkpoints:
                                      keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(preservation_policy=cm.AnyPreservationPolicy(policies),
                                                enable_async_checkpointing=async_save, create=True)
-        self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options,
+        self.directory = Path(directory).absolute()
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=("trainable", "opt_state", "meta"))
 
     def save(self, step: int, trainable: Any, opt_state: Any, meta: dict, metrics: dict | None = None) -> None:
@@ -48,11 +50,20 @@ class Checkpoints:
             except Exception as e:  # noqa: BLE001 - any failure to read means: fall back to an older one
                 if step is not None:
                     raise
-                log.warning("checkpoint at step %d is unreadable (%s: %s); trying the previous one", s,
-                            type(e).__name__, str(e).splitlines()[0][:200])
+                log.warning("checkpoint at step %d is unreadable (%s: %s); moved to %s, trying the previous one",
+                            s, type(e).__name__, str(e).splitlines()[0][:200], self._set_aside(s))
                 continue
             return s, out["trainable"], out["opt_state"], out["meta"]
         return None
+
+    def _set_aside(self, step: int) -> Path:
+        """Move an unreadable step out of the manager's way (so it can be saved again), keeping it to inspect."""
+        aside = self.directory.parent / f"{self.directory.name}.unreadable" / str(step)
+        aside.parent.mkdir(exist_ok=True)
+        shutil.rmtree(aside, ignore_errors=True)
+        shutil.move(self.directory / str(step), aside)
+        self.manager.reload()
+        return aside
 
     def restore_trainable(self, abstract_trainable: Any, step: int) -> Any:
         return self.manager.restore(step, args=ocp.args.Composite(

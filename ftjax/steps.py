@@ -30,7 +30,8 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, ch
     `batch` leaves have a leading micro-batch axis [accum, micro, ...]."""
 
     def loss_fn(trainable, rng, rest, mb):
-        model = nnx.merge(graphdef, trainable, rng, rest)
+        # copy=True: fresh Variables at this trace level, so dropout may advance its RNG count inside grad
+        model = nnx.merge(graphdef, trainable, rng, rest, copy=True)
         nll, n, hits = _loss_sums(model, mb, chunk)
         return nll, (n, hits, nnx.state(model, nnx.RngState))
 
@@ -50,7 +51,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, ch
         updates, opt_state = tx.update(grads, opt_state, trainable)
         trainable = optax.apply_updates(trainable, updates)
         metrics = {"loss": nll / n, "target_tokens": n, "token_accuracy": hits / n,
-                   "grad_norm": optax.global_norm(grads)}
+                   "grad_norm": optax.tree.norm(grads)}
         return trainable, opt_state, rng, metrics
 
     return step
@@ -60,7 +61,7 @@ def make_eval_step(graphdef: nnx.GraphDef, chunk: int):
     """eval(trainable, rng, rest, batch) -> (nll sum, target count, argmax hits) for one batch [b, ...]."""
 
     def step(trainable, rng, rest, batch):
-        return _loss_sums(nnx.merge(graphdef, trainable, rng, rest), batch, chunk)
+        return _loss_sums(nnx.merge(graphdef, trainable, rng, rest, copy=True), batch, chunk)
 
     return step
 

@@ -1,0 +1,196 @@
+"""The trainer on a tiny model: learning, exact resume, accumulation equivalence, early stopping, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import ftjax.models as M
+from conftest import save_tiny_tokenizer
+from ftjax import train
+from ftjax.data.pipeline import Batches
+from ftjax.loss import target_positions
+from ftjax.metrics_writer import read_metrics
+from ftjax.peft.apply import apply_peft, trainable_filter
+from ftjax.steps import make_train_step
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sft_config(**overrides):
+    spec = importlib.util.spec_from_file_location("sft_config", ROOT / "configs" / "sft.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("tiny")
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def setup(hf_folder, tmp_path_factory):
+    """A tiny llama with a tokenizer, and a learnable task: the completion is a fixed function of the prompt."""
+    hf, _ = hf_folder("llama")
+    root = tmp_path_factory.mktemp("train")
+    hf.save_pretrained(root / "model")
+    save_tiny_tokenizer(root / "model")
+    rng = np.random.RandomState(0)
+
+    def rows(n):
+        out = []
+        for _ in range(n):
+            a = rng.randint(10, 100)
+            words = " ".join(f"w{a + i}" for i in range(rng.randint(1, 6)))  # unequal lengths
+            out.append({"prompt": f"w3 {words}", "completion": f" w{a % 7 + 1} w5"})
+        return out
+
+    return {"model": str(root / "model"), "train": write_rows(root / "train.jsonl", rows(48)),
+            "validation": write_rows(root / "val.jsonl", rows(12))}
+
+
+def run(setup, workdir, **overrides):
+    config = sft_config(**{"model.path": setup["model"], "data.train": setup["train"],
+                           "data.validation": setup["validation"], **overrides})
+    return train.main(config, workdir)
+
+
+def losses(workdir) -> dict[int, float]:
+    return {m["step"]: m["loss"] for m in read_metrics(workdir)}
+
+
+def test_loss_decreases_and_workdir_is_complete(setup, tmp_path):
+    # the tiny model's random head (std 0.02) caps its logits, so the head trains too (peft.unfreeze)
+    summary = run(setup, tmp_path, **{"train.steps": 30, "train.learning_rate": 3e-2, "train.eval_every": 10,
+                                      "peft.unfreeze": "lm_head"})
+    metrics = read_metrics(tmp_path)
+    first, last = np.mean([m["loss"] for m in metrics[:3]]), np.mean([m["loss"] for m in metrics[-3:]])
+    assert last < 0.7 * first
+    evals = [m["val_loss"] for m in metrics if "val_loss" in m]
+    assert len(evals) == 3 and evals[-1] < evals[0]
+    assert summary["parameters"]["trainable_params"] < summary["parameters"]["base_params"] / 2
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 30
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "summary.json").is_file()
+
+
+def test_killed_run_resumes_with_identical_losses(setup, tmp_path, monkeypatch):
+    overrides = {"train.steps": 10, "checkpoint.every": 4, "train.eval_every": 5, "peft.dropout": 0.1}
+    run(setup, tmp_path / "straight", **overrides)
+
+    real_step_batch, calls = train.step_batch, {"n": 0}
+
+    def dies_at_step_7(*args):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt("simulated kill")
+        return real_step_batch(*args)
+
+    monkeypatch.setattr(train, "step_batch", dies_at_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        run(setup, tmp_path / "resumed", **overrides)
+    monkeypatch.setattr(train, "step_batch", real_step_batch)
+    assert max(losses(tmp_path / "resumed")) == 6
+    run(setup, tmp_path / "resumed", **overrides)  # same command again: resumes from step 5's checkpoint
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert sorted(resumed) == list(range(1, 11))
+    np.testing.assert_allclose([resumed[s] for s in range(1, 11)], [straight[s] for s in range(1, 11)], rtol=1e-6)
+
+
+def test_corrupt_latest_checkpoint_falls_back(setup, tmp_path, caplog):
+    run(setup, tmp_path, **{"train.steps": 8, "checkpoint.every": 4, "train.eval_every": 100})
+    for f in (tmp_path / "checkpoints" / "8" / "trainable").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    summary = run(setup, tmp_path, **{"train.steps": 10, "checkpoint.every": 4, "train.eval_every": 100})
+    assert "step 8 is unreadable" in caplog.text
+    assert summary["steps"] == 10 and sorted(losses(tmp_path)) == list(range(1, 11))
+
+
+def test_grad_accumulation_equals_one_big_batch(setup):
+    """2 micro-batches of 2 == 1 batch of 4, with unequal target counts (SGD so updates are linear in grads)."""
+    from ftjax.data.formats import encode_all
+    from ftjax.data.sources import load_rows
+    from ftjax.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(setup["model"])
+    examples = encode_all(load_rows(setup["train"])[:4], tok, "auto", 32)
+    assert len({sum(e["loss_mask"]) + len(e["input_ids"]) for e in examples}) > 1
+    big = next(Batches(examples, batch_size=4, seq_len=32, seed=0, shuffle=False))
+
+    def one_step(accum):
+        model = M.from_pretrained(setup["model"])
+        apply_peft(model, {"method": "lora", "rank": 4, "alpha": 8.0, "init": "gaussian"}, nnx.Rngs(0))
+        graphdef, trainable, rng, rest = nnx.split(model, trainable_filter({"method": "lora"}), nnx.RngState, ...)
+        trainable = jax.tree.map(lambda x: x + 0.05, trainable)  # B != 0 so that every factor gets a gradient
+        tx = optax.sgd(1.0)
+        batch = {k: big[k].reshape(accum, 4 // accum, *big[k].shape[1:]) for k in big}
+        batch["index"], batch["valid"] = target_positions(batch.pop("loss_mask"))
+        step = jax.jit(make_train_step(graphdef, tx, chunk=8))
+        new, _, _, metrics = step(trainable, tx.init(trainable), rng, rest, batch)
+        return new, metrics
+
+    one, m1 = one_step(1)
+    two, m2 = one_step(2)
+    assert float(m1["target_tokens"]) == float(m2["target_tokens"])
+    np.testing.assert_allclose(float(m1["loss"]), float(m2["loss"]), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(two)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_early_stopping_stops_at_the_right_step(setup, tmp_path):
+    # lr 0: validation loss never improves, so patience 2 stops at the third evaluation (step 12)
+    summary = run(setup, tmp_path, **{"train.steps": 40, "train.learning_rate": 0.0, "train.eval_every": 4,
+                                      "train.early_stopping.patience": 2})
+    assert summary["stopped_early"] and summary["steps"] == 12 and summary["best_step"] == 4
+    assert max(losses(tmp_path)) == 12
+
+
+def ftjax_train(*args):
+    return subprocess.run([sys.executable, "-m", "ftjax", "train", *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.train.stepz=3"], "unknown config key 'stepz'"),
+    (["--config.train.steps=abc"], "invalid literal for int()"),
+    (["--config.train.schedule=sawtooth"], "unknown train.schedule 'sawtooth'"),
+    (["--config.peft.method=magic"], "peft.method='magic'"),
+])
+def test_bad_config_is_one_line_and_writes_nothing(setup, tmp_path, args, message):
+    workdir = tmp_path / "w"
+    proc = ftjax_train("--config=configs/sft.py:tiny", f"--workdir={workdir}", f"--config.model.path={setup['model']}",
+                       f"--config.data.train={setup['train']}", f"--config.data.validation={setup['validation']}",
+                       *args)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("ftjax train: error:") and message in last, last
+    assert not (workdir / "checkpoints").exists()
+
+
+def test_bad_row_names_file_and_line(setup, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "w1", "completion": " w2"}\n{"prompt": "w1"}\n')
+    workdir = tmp_path / "w"
+    proc = ftjax_train("--config=configs/sft.py:tiny", f"--workdir={workdir}", f"--config.model.path={setup['model']}",
+                       f"--config.data.train={bad}", "--config.data.validation=")
+    assert proc.returncode != 0 and f"{bad}:2" in proc.stderr.strip().splitlines()[-1]
+    assert not workdir.exists()
