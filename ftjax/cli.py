@@ -34,18 +34,23 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if len(argv) >= 2 else 2)
     name = argv[1]
     if name not in COMMANDS:
-        sys.exit(f"ftjax: unknown subcommand {name!r}; choose from: {', '.join(COMMANDS)}")
+        fail(f"ftjax: unknown subcommand {name!r}; choose from: {', '.join(COMMANDS)}")
     module = importlib.import_module(f"ftjax.commands.{name}")
     args = argv[2:]
     if any(a in ("-h", "--help", "--helpshort") for a in args):
         print(f"ftjax {name}: {(module.__doc__ or '').strip()}\n")
-        print(flags.FLAGS.module_help(module.__name__))
+        print(flags.FLAGS.module_help(module))
         sys.exit(0)
     try:
         rest = flags.FLAGS([f"ftjax {name}", *args])
         module.main(rest)
     except (flags.Error, AttributeError, *USER_ERRORS) as e:
-        sys.exit(f"ftjax {name}: error: {one_line(e)}")
+        fail(f"ftjax {name}: error: {one_line(e)}")
+
+
+def fail(message: str) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(2)
 
 
 def one_line(e: BaseException) -> str:

@@ -36,6 +36,7 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp files are private; outputs are ordinary files
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):

@@ -9,7 +9,6 @@ A project that needs another loop copies this file into `experiments/<name>/` ra
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -212,11 +211,3 @@ def tx_lr(tc: ml_collections.ConfigDict, total_steps: int, step: int) -> float:
     from ftjax.optim import schedule
 
     return schedule(tc.schedule, tc.learning_rate, total_steps, tc.warmup_steps)(step - 1)
-
-
-def resolved_config(workdir: str | Path) -> ml_collections.ConfigDict:
-    """The config a workdir was trained with."""
-    path = Path(workdir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{workdir} has no config.json (not an ftjax workdir)")
-    return ml_collections.ConfigDict(json.loads(path.read_text()))

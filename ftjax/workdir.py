@@ -15,5 +15,6 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, default=str)
+    os.chmod(tmp, 0o644)  # mkstemp files are private; outputs are ordinary files
     os.replace(tmp, p)
     return p
