@@ -20,7 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.model = dict(path=DEMO_MODEL, dtype="bfloat16", remat=False)
     c.data = dict(train=f"{DEMO_DATA}/train.jsonl", validation=f"{DEMO_DATA}/validation.jsonl",
-                  test=f"{DEMO_DATA}/test.jsonl", format="auto", columns="", labels="", max_length=96,
+                  test=f"{DEMO_DATA}/test.jsonl", format="auto", columns="", labels="", max_length=64,
                   pack=False)
     c.peft = peft_defaults()
     c.peft.update(method="lora", rank=8, alpha=16.0, targets="all-linear")
@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                    warmup_steps=8, weight_decay=0.0, max_grad_norm=1.0, eval_every=20, eval_batch_size=16,
                    log_every=1, seed=0, loss_chunk=256,
                    early_stopping=dict(metric="val_loss", mode="min", patience=0, min_delta=0.0))
-    c.checkpoint = dict(every=40, keep=2, async_save=True)
+    c.checkpoint = dict(every=20, keep=2, async_save=True)
     c.mesh = dict(shape=(-1, 1, 1), rules="fsdp")
     c.eval = dict(max_new_tokens=16, batch_size=16)
     if arg == "tiny":

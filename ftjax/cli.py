@@ -16,6 +16,7 @@ COMMANDS = {
     "generate": "generate text with a model, from a prompt or a JSONL of prompts",
     "export": "export adapters as Hugging Face PEFT or a merged transformers model",
     "data": "data tools: curate, split, stats",
+    "params": "trainable vs total parameters and adapter size per fine-tuning method",
     "demo": "the main job on the embedded default (what `make demo` runs)",
 }
 USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError)

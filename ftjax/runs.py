@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,17 @@ from ftjax.checkpoint import Checkpoints
 from ftjax.models import from_pretrained
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.tokenizer import load_tokenizer
+
+
+def load_config_file(path: str | Path, variant: str | None = None) -> ml_collections.ConfigDict:
+    """`get_config(variant)` of a config file (what --config=PATH[:variant] does on the command line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such config file: {path}")
+    spec = importlib.util.spec_from_file_location(f"ftjax_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant) if variant else module.get_config()
 
 
 def resolved_config(workdir: str | Path) -> ml_collections.ConfigDict:

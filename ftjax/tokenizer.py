@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from ftjax.models.loading import resolve
@@ -10,16 +13,35 @@ from ftjax.models.loading import resolve
 
 def load_tokenizer(path_or_hub_id: str | os.PathLike) -> Any:
     """A transformers tokenizer for the model at `path_or_hub_id` (folder, hub id or .gguf)."""
+    from transformers import AutoTokenizer
+
     path = resolve(path_or_hub_id)
     if path.suffix == ".gguf":
-        from ftjax.models.gguf import gguf_tokenizer
-
-        return gguf_tokenizer(path)
-    from transformers import AutoTokenizer
+        return _cached_gguf_tokenizer(path)
 
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         raise FileNotFoundError(f"{path} has no tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
     return AutoTokenizer.from_pretrained(path)
+
+
+def _cached_gguf_tokenizer(path: Path) -> Any:
+    """Converting a GGUF vocabulary takes ~20 s; keep the result beside the file (when writable) and reuse it."""
+    from transformers import AutoTokenizer
+
+    from ftjax.models.gguf import gguf_tokenizer
+
+    cache = path.with_name(path.name + ".tokenizer")
+    if (cache / "tokenizer.json").is_file() and cache.stat().st_mtime >= path.stat().st_mtime:
+        return AutoTokenizer.from_pretrained(cache)
+    tokenizer = gguf_tokenizer(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", dir=path.parent))
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(cache, ignore_errors=True)
+        tmp.rename(cache)
+    except OSError:  # a read-only model folder: just convert every time
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer
 
 
 def encode_prompt(tokenizer: Any, prompt: str | None = None, messages: list[dict] | None = None,

@@ -49,6 +49,8 @@ class Attention(nnx.Module):
         if kv is not None:
             kv = (L.write_cache(kv[0], k, index), L.write_cache(kv[1], v, index))
             k, v = kv
+        if hasattr(self, "prefix"):  # prefix tuning (ftjax.peft.prompt) adds learned keys/values
+            k, v, mask = self.prefix(k, v, mask)
         out = L.attend(q, k, v, mask, scale=cfg.q_scale, softcap=cfg.attn_softcap)
         return self.o_proj(out.reshape(b, t, -1)), kv
 
@@ -96,21 +98,35 @@ class Backbone(nnx.Module):
         self.layers = nnx.List([DecoderLayer(cfg, i, dtype=dtype, rngs=rngs) for i in range(cfg.num_layers)])
         self.norm = L.Norm(cfg.hidden_size, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
         self.cfg = cfg
+        self.remat = False  # the trainer sets it to recompute layer activations in the backward pass
 
     def __call__(self, input_ids, positions, valid, segment_ids, cache):
         cfg = self.cfg
         x = self.embed_tokens(input_ids)
         if cfg.embed_scale:  # transformers rounds the scale to the activation dtype first
             x = x * jnp.asarray(cfg.hidden_size ** 0.5, x.dtype)
+        prompt = getattr(self, "prompt", None)  # prompt/prefix tuning (ftjax.peft.prompt): virtual tokens
+        if prompt is not None:
+            x, positions, valid, segment_ids = prompt.prepend(x, positions, valid, segment_ids, cache)
         masks, cache = _masks(cfg, positions, valid, segment_ids, cache)
-        for i, layer in enumerate(self.layers):
-            kv = (cache["k"][i], cache["v"][i]) if cache is not None else None
-            x, kv = layer(x, positions, masks[cfg.window_for(i)], kv, None if cache is None else cache["index"])
-            if cache is not None:
-                cache["k"][i], cache["v"][i] = kv
+        x, cache = run_layers(self.layers, x, positions, [masks[cfg.window_for(i)] for i in range(cfg.num_layers)], cache,
+                              advance=input_ids.shape[1], remat=self.remat)
+        h = self.norm(x)
+        return (h if prompt is None else prompt.strip(h)), cache
+
+
+def run_layers(layers, x, positions, masks, cache, *, advance: int, remat: bool):
+    """Apply the blocks in order, threading each layer's slice of the KV cache (and rematerialising if asked)."""
+    index = None if cache is None else cache["index"]
+    for i, layer in enumerate(layers):
+        kv = (cache["k"][i], cache["v"][i]) if cache is not None else None
+        call = nnx.remat(type(layer).__call__) if remat else type(layer).__call__
+        x, kv = call(layer, x, positions, masks[i], kv, index)
         if cache is not None:
-            cache["index"] = cache["index"] + input_ids.shape[1]
-        return self.norm(x), cache
+            cache["k"][i], cache["v"][i] = kv
+    if cache is not None:
+        cache["index"] = index + advance
+    return x, cache
 
 
 def _masks(cfg: ModelConfig, positions, valid, segment_ids, cache):

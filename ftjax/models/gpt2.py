@@ -14,7 +14,7 @@ from flax import nnx
 
 from ftjax.models import layers as L
 from ftjax.models.config import ModelConfig
-from ftjax.models.decoder import CausalLM, _masks
+from ftjax.models.decoder import CausalLM, _masks, run_layers
 
 Array = jax.Array
 
@@ -33,6 +33,8 @@ class GPT2Attention(nnx.Module):
         if kv is not None:
             kv = (L.write_cache(kv[0], k, index), L.write_cache(kv[1], v, index))
             k, v = kv
+        if hasattr(self, "prefix"):  # prefix tuning (ftjax.peft.prompt) adds learned keys/values
+            k, v, mask = self.prefix(k, v, mask)
         out = L.attend(q, k, v, mask, scale=cfg.q_scale, softcap=None)
         return self.c_proj(out.reshape(b, t, -1)), kv
 
@@ -69,22 +71,23 @@ class GPT2Backbone(nnx.Module):
         self.h = nnx.List([GPT2Block(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)])
         self.ln_f = L.Norm(cfg.hidden_size, kind="layernorm", eps=cfg.norm_eps, dtype=dtype)
         self.cfg = cfg
+        self.remat = False
 
     @property
     def embed_tokens(self) -> L.Embed:  # the name the shared CausalLM head uses
         return self.wte
 
     def __call__(self, input_ids, positions, valid, segment_ids, cache):
-        x = self.wte(input_ids) + self.wpe(positions)
+        x = self.wte(input_ids)
+        prompt = getattr(self, "prompt", None)  # prompt/prefix tuning (ftjax.peft.prompt): virtual tokens
+        if prompt is not None:
+            x, positions, valid, segment_ids = prompt.prepend(x, positions, valid, segment_ids, cache)
+        x = x + self.wpe(positions)
         masks, cache = _masks(self.cfg, positions, valid, segment_ids, cache)
-        for i, block in enumerate(self.h):
-            kv = (cache["k"][i], cache["v"][i]) if cache is not None else None
-            x, kv = block(x, positions, masks[None], kv, None if cache is None else cache["index"])
-            if cache is not None:
-                cache["k"][i], cache["v"][i] = kv
-        if cache is not None:
-            cache["index"] = cache["index"] + input_ids.shape[1]
-        return self.ln_f(x), cache
+        x, cache = run_layers(self.h, x, positions, [masks[None]] * len(self.h), cache,
+                              advance=input_ids.shape[1], remat=self.remat)
+        h = self.ln_f(x)
+        return (h if prompt is None else prompt.strip(h)), cache
 
 
 class GPT2LM(CausalLM):
