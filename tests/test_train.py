@@ -194,3 +194,26 @@ def test_bad_row_names_file_and_line(setup, tmp_path):
                        f"--config.data.train={bad}", "--config.data.validation=")
     assert proc.returncode != 0 and f"{bad}:2" in proc.stderr.strip().splitlines()[-1]
     assert not workdir.exists()
+
+
+def test_export_from_workdir_loads_in_hf_peft(setup, tmp_path):
+    """A trained run's best checkpoint, exported with `ftjax export --workdir`, gives the same logits in PEFT."""
+    import torch
+    import transformers
+    from peft import PeftModel
+
+    from ftjax.runs import load_run
+
+    run(setup, tmp_path / "run", **{"train.steps": 4, "train.eval_every": 2, "train.learning_rate": 0.05})
+    proc = subprocess.run([sys.executable, "-m", "ftjax", "export", f"--workdir={tmp_path / 'run'}", "--format=peft",
+                           f"--out={tmp_path / 'peft'}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model, _, _, step = load_run(tmp_path / "run", "best")
+    ids = np.asarray([[5, 9, 31, 7, 22]], np.int32)
+    ours = np.asarray(model(jnp.asarray(ids)))
+    hf = transformers.AutoModelForCausalLM.from_pretrained(setup["model"])
+    peft_model = PeftModel.from_pretrained(hf, tmp_path / "peft").eval()
+    with torch.no_grad():
+        theirs = peft_model(torch.tensor(ids, dtype=torch.long)).logits.numpy()
+    assert np.abs(ours - theirs).max() <= 1e-4
+    assert np.abs(ours - np.asarray(M.from_pretrained(setup["model"])(jnp.asarray(ids)))).max() > 1e-4

@@ -1,9 +1,11 @@
-"""ftjax export --model=BASE --adapter=DIR --format=peft|merged --out=DIR
+"""ftjax export (--workdir=RUN [--checkpoint=best|last|STEP] | --model=BASE --adapter=DIR) --format=FMT --out=DIR
 
 `peft`: adapter_config.json + adapter_model.safetensors that Hugging Face PEFT loads onto the transformers
 model (`PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), DIR)`). `merged`: a
-transformers model folder with the LoRA/DoRA/(IA)3 adapter folded into the weights. `--adapter` is an ftjax
-adapter folder (or a PEFT one, e.g. to merge it). The output appears only when complete (temp dir, rename).
+transformers model folder with the LoRA/DoRA/(IA)3 adapter folded into the weights. `adapter`: an ftjax
+adapter folder (adapter.json + safetensors). `--workdir` takes the base model and adapter of a training run
+from one of its checkpoints; `--adapter` is an ftjax adapter folder (or a PEFT one, e.g. to merge it). The
+output appears only when complete (temp dir, rename).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "base model folder, hub id or .gguf file", required=True)
-flags.DEFINE_string("adapter", None, "adapter folder (ftjax adapter.json, or PEFT adapter_config.json)",
-                    required=True)
-flags.DEFINE_enum("format", "peft", ["peft", "merged"], "what to write")
+flags.DEFINE_string("workdir", None, "training run folder (instead of --model and --adapter)")
+flags.DEFINE_string("checkpoint", "best", "with --workdir: best, last or a step number")
+flags.DEFINE_string("model", None, "base model folder, hub id or .gguf file")
+flags.DEFINE_string("adapter", None, "adapter folder (ftjax adapter.json, or PEFT adapter_config.json)")
+flags.DEFINE_enum("format", "peft", ["peft", "merged", "adapter"], "what to write")
 flags.DEFINE_string("out", None, "output folder (replaced if it exists)", required=True)
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "dtype of the base weights while merging")
 
@@ -25,15 +28,31 @@ def main(argv: list[str]) -> None:
     import jax.numpy as jnp
 
     from ftjax.models import from_pretrained, save_pretrained
-    from ftjax.peft.adapters import adapter_format, load_adapter
-    from ftjax.peft.merge import merged_model
+    from ftjax.peft.adapters import adapter_format, load_adapter, save_adapter
+    from ftjax.peft.named import active_adapter
     from ftjax.peft.hf_peft import export_peft
+    from ftjax.peft.merge import merged_model
+    from ftjax.runs import load_run
 
-    adapter_format(FLAGS.adapter)  # fail before loading the model
-    model = from_pretrained(FLAGS.model, dtype=getattr(jnp, FLAGS.dtype))
-    name = load_adapter(model, FLAGS.adapter)
-    if FLAGS.format == "peft":
-        out = export_peft(model, FLAGS.out, name, base_model_name_or_path=FLAGS.model)
+    if bool(FLAGS.workdir) == bool(FLAGS.model or FLAGS.adapter):
+        raise ValueError("give --workdir, or --model and --adapter")
+    if FLAGS.workdir:
+        model, _, config, step = load_run(FLAGS.workdir, FLAGS.checkpoint)
+        base, name = config.model.path, active_adapter(model)
+        print(f"checkpoint step {step} of {FLAGS.workdir}")
     else:
-        out = save_pretrained(merged_model(model, name), FLAGS.out)
+        if not (FLAGS.model and FLAGS.adapter):
+            raise ValueError("--model and --adapter go together")
+        adapter_format(FLAGS.adapter)  # fail before loading the model
+        base = FLAGS.model
+        model = from_pretrained(base, dtype=getattr(jnp, FLAGS.dtype))
+        name = load_adapter(model, FLAGS.adapter)
+    if name is None and FLAGS.format != "merged":
+        raise ValueError(f"{FLAGS.workdir} is a full fine-tuning run: use --format=merged to write its model")
+    if FLAGS.format == "peft":
+        out = export_peft(model, FLAGS.out, name, base_model_name_or_path=base)
+    elif FLAGS.format == "adapter":
+        out = save_adapter(model, FLAGS.out, name)
+    else:
+        out = save_pretrained(merged_model(model, name) if name else model, FLAGS.out)
     print(f"wrote {out}")
