@@ -127,6 +127,8 @@ def build(seed: int = 0) -> dict[str, list[dict]]:
             templates = QUEUES[code]
             held_out = name == "test" and rng.random() < HELD_OUT_SHARE
             row = example(code, templates[-1] if held_out else rng.choice(templates[:-1]), rng)
+            if name == "test":  # lets the demo report seen and unseen phrasings separately
+                row["phrasing"] = "unseen" if held_out else "seen"
             if row["prompt"] in seen:  # no message appears in two splits (or twice in one)
                 attempts += 1
                 if attempts > 100_000:
