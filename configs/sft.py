@@ -30,7 +30,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                    early_stopping=dict(metric="val_loss", mode="min", patience=0, min_delta=0.0))
     c.checkpoint = dict(every=20, keep=2, async_save=True)
     c.mesh = dict(shape=(-1, 1, 1), rules="fsdp")
-    c.eval = dict(max_new_tokens=16, batch_size=16)
+    # eval.metrics: task metrics generated on the validation split every eval_every steps (val_<name>, usable
+    # by early stopping), e.g. "rouge_l,exact_match" or "accuracy"; "" = loss metrics only
+    c.eval = dict(max_new_tokens=16, batch_size=16, metrics="", normalize="lower,punct,articles,whitespace",
+                  bootstrap=1000)
     if arg == "tiny":
         c.model.update(path="", dtype="float32")
         c.data.update(max_length=32)
@@ -39,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                        eval_batch_size=4, schedule="constant")
         c.checkpoint.update(every=4, keep=3, async_save=False)
         c.mesh.update(shape=(1, 1, 1))
-        c.eval.update(max_new_tokens=8, batch_size=4)
+        c.eval.update(max_new_tokens=8, batch_size=4, bootstrap=200)
     elif arg:
         raise ValueError(f"unknown configs/sft.py variant {arg!r}; choose from: tiny")
     c.lock()

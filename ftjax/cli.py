@@ -14,6 +14,9 @@ from absl import flags
 COMMANDS = {
     "train": "fine-tune a model from a config (resumes from the workdir's checkpoints)",
     "generate": "generate text with a model, from a prompt or a JSONL of prompts",
+    "eval": "evaluate a run or model on a split: metrics with confidence intervals, gain over the base model",
+    "review": "human review: export blinded review sheets (CSV/HTML), import and summarise completed ones",
+    "compare": "compare two runs on the same test set: metrics, paired significance test, plots",
     "export": "export adapters as Hugging Face PEFT or a merged transformers model",
     "data": "data tools: curate, split, stats",
     "params": "trainable vs total parameters and adapter size per fine-tuning method",

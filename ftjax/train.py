@@ -182,6 +182,10 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         evaluated = None
         if val_examples and (step % tc.eval_every == 0 or step == total_steps):
             evaluated = evaluate_loss(eval_step, trainable, rng, rest, val_examples, config, pad_id, eval_place)
+            if config.eval.metrics:  # generated task metrics; imported here so plain runs skip rouge/sacrebleu
+                from ftjax.evaluate import validation_metrics
+
+                evaluated |= validation_metrics(nnx.merge(eval_graphdef, trainable, rng, rest), tokenizer, config)
             m |= evaluated
             stopper.update(step, evaluated)
             bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in evaluated.items()))

@@ -1,0 +1,71 @@
+"""ftjax review export --run=RUN [--run_b=RUN_B] --out=DIR [--rubric=...] [--sample=N]
+   ftjax review import --key=DIR/key.json SHEET.csv [SHEET.csv ...] [--out=DIR]
+
+export writes DIR/sheet.csv, DIR/sheet.html (self-contained; its form downloads a filled CSV) and DIR/key.json
+(keep it from reviewers: with --run_b the sheet is blinded and shuffled, and the key unblinds it). A RUN is a
+workdir (its eval/<split>.json), an eval result .json, or a *_predictions.jsonl. import checks the completed
+sheets and writes review_summary.json/.md: per-criterion means with 95% intervals, Krippendorff's alpha, and
+A/B win rates with a sign test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from absl import flags
+
+from ftjax.review.rubric import DEFAULT_RUBRIC
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run", None, "export: the run (or predictions file) to review")
+flags.DEFINE_string("run_b", None, "export: a second run, for a blinded A/B comparison on the same prompts")
+flags.DEFINE_string("split", "test", "export: the eval split of a workdir")
+flags.DEFINE_string("rubric", DEFAULT_RUBRIC, "export: criteria as name:low-high, comma-separated")
+flags.DEFINE_integer("sample", 0, "export: review this many items drawn at random (0 = all)")
+flags.DEFINE_integer("seed", 0, "export: seed for sampling, order and blinding")
+flags.DEFINE_string("key", None, "import: the key.json written by export")
+flags.DEFINE_integer("bootstrap", 1000, "import: bootstrap resamples for the intervals")
+flags.DEFINE_string("out", None, "export: output folder (required); import: summary folder (default: the key's)")
+
+
+def _predictions(spec: str) -> tuple[str, list[dict]]:
+    from ftjax.compare import load_result
+    from ftjax.jsonl import read_jsonl
+
+    if spec.endswith(".jsonl"):
+        return Path(spec).stem.removesuffix("_predictions"), [row for _, row in read_jsonl(spec)]
+    run = load_result(spec, FLAGS.split)
+    return run["name"], run["predictions"]
+
+
+def main(argv: list[str]) -> None:
+    action, *rest = argv[1:] or [""]
+    if action == "export":
+        if rest:
+            raise ValueError(f"unexpected arguments: {' '.join(rest)}")
+        if not FLAGS.run or not FLAGS.out:
+            raise ValueError("export needs --run=RUN and --out=DIR")
+        from ftjax.review.rubric import parse_rubric
+        from ftjax.review.sheet import export_sheets
+
+        rubric = parse_rubric(FLAGS.rubric)
+        name_a, rows_a = _predictions(FLAGS.run)
+        name_b, rows_b = _predictions(FLAGS.run_b) if FLAGS.run_b else (None, None)
+        if name_a == name_b:
+            name_a, name_b = f"A:{name_a}", f"B:{name_b}"
+        key = export_sheets(rows_a, FLAGS.out, rubric, rows_b, (name_a, name_b or ""), FLAGS.sample, FLAGS.seed)
+        print(f"wrote {FLAGS.out}/sheet.csv and sheet.html ({len(key['items'])} items"
+              f"{', blinded A/B' if key['paired'] else ''}); keep {FLAGS.out}/key.json from reviewers")
+    elif action == "import":
+        if not FLAGS.key or not rest:
+            raise ValueError("import needs --key=DIR/key.json and one or more completed SHEET.csv files")
+        from ftjax.review.results import read_sheets, summarize, write_summary
+        from ftjax.review.rubric import load_key
+
+        key = load_key(FLAGS.key)
+        summary = summarize(read_sheets(rest, key), key, FLAGS.bootstrap)
+        paths = write_summary(summary, FLAGS.out or Path(FLAGS.key).parent)
+        print(paths[1].read_text(), end="")
+        print(f"wrote {', '.join(map(str, paths))}")
+    else:
+        raise ValueError(f"give an action: ftjax review export ... | ftjax review import ... (got {action!r})")

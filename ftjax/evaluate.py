@@ -1,0 +1,152 @@
+"""The evaluation runner: batched KV-cache generation and teacher-forced scoring over a split, metrics with
+bootstrap intervals, and the result files.
+
+    report, predictions = evaluate_split(model, tokenizer, rows, config)   # config: data.* and eval.*
+    write_results("runs/x/eval", "test", report, predictions)   # test.json, test_predictions.jsonl
+
+`ftjax eval` and the trainer's validation hook (`validation_metrics`, when `eval.metrics` is set) run the
+same code, so a `val_rouge_l` in metrics.jsonl is the `rouge_l` that `ftjax eval` reports on that split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from ftjax.data.formats import encode
+from ftjax.data.sources import load_rows, parse_columns
+from ftjax.eval_set import EvalItem, encode_items, eval_items
+from ftjax.generate import Sampling, generate
+from ftjax.jsonl import write_jsonl_atomic
+from ftjax.metrics.classification import OTHER, class_list
+from ftjax.metrics.suite import default_metrics, metric_report, parse_metrics, statistics
+from ftjax.metrics.text import SQUAD
+from ftjax.scoring import sequence_nll
+from ftjax.tokenizer import stop_token_ids
+from ftjax.workdir import write_json_atomic
+
+# eval.* keys a workdir written before they existed gets (and their meaning; configs/sft.py sets them too)
+DEFAULTS = dict(max_new_tokens=16, batch_size=16, metrics="", normalize=SQUAD, bootstrap=1000)
+PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # mean metrics: a score per row
+
+
+def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """config.eval with missing keys filled from DEFAULTS."""
+    return ml_collections.ConfigDict({**DEFAULTS, **config.get("eval", {})})
+
+
+def label_set(config: ml_collections.ConfigDict) -> list[str] | None:
+    return [s.strip() for s in config.data.labels.split(",") if s.strip()] or None
+
+
+def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                   batch_size: int, progress: bool = True) -> tuple[list[str], int]:
+    """Greedy completions in input order and batches of `batch_size`, decoded as `ftjax generate` decodes
+    them (same order and batches give the same padded shapes, hence the same tokens); and the token count."""
+    sampling = Sampling(max_new_tokens, stop_token_ids=stop_token_ids(tokenizer, model.config.eos_ids))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    texts, tokens = [], 0
+    for i in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch", file=sys.stderr, leave=False,
+                  disable=not progress or len(prompts) <= batch_size):
+        batch = generate(model, prompts[i:i + batch_size], sampling, pad)
+        texts += tokenizer.batch_decode(batch, skip_special_tokens=True)
+        tokens += sum(map(len, batch))
+    return texts, tokens
+
+
+def _score_items(model: nnx.Module, tokenizer: Any, items: Sequence[EvalItem], config: ml_collections.ConfigDict,
+                 batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forced NLL and target tokens per item, over every (prompt, reference) row of the item."""
+    labels, fmt = label_set(config), config.data.format
+    examples = [encode(r, tokenizer, fmt, config.data.max_length, labels) for item in items for r in item.rows]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    nll, count = sequence_nll(model, examples, batch_size, pad, progress=progress)
+    owner = np.repeat(np.arange(len(items)), [len(item.rows) for item in items])
+    return np.bincount(owner, nll, len(items)), np.bincount(owner, count, len(items))
+
+
+def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], config: ml_collections.ConfigDict, *,
+                   shots: Sequence[EvalItem] = (), metrics: str | Sequence[str] | None = None,
+                   n_resamples: int | None = None, progress: bool = True) -> tuple[dict, list[dict]]:
+    """(report, prediction rows) for `rows` of one split. `config` supplies data.format/labels/max_length and
+    eval.*; `metrics` defaults to every metric of the task; `n_resamples` to eval.bootstrap (0: no intervals);
+    `shots` (eval_set.pick_shots) are prepended to every prompt."""
+    settings = eval_settings(config)
+    t0 = time.perf_counter()
+    items, task = eval_items(rows, config.data.format, label_set(config))
+    names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
+    texts, new_tokens = generate_texts(model, tokenizer, encode_items(tokenizer, items, shots),
+                                       settings.max_new_tokens, settings.batch_size, progress)
+    t1 = time.perf_counter()
+    predictions = []
+    for i, (item, text) in enumerate(zip(items, texts)):
+        row = {"id": i, **({"prompt": item.prompt} if item.messages is None else {"messages": item.messages}),
+               "references": item.references, "prediction": text, "sources": item.sources}
+        predictions.append(row | ({"label": item.label} if item.label is not None else {}))
+    if "perplexity" in names:
+        nll, count = _score_items(model, tokenizer, items, config, settings.batch_size, progress)
+        for row, s, k in zip(predictions, nll, count):
+            row |= {"nll": float(s), "tokens": int(k)}
+    t2 = time.perf_counter()
+    classes = class_list([item.label for item in items], label_set(config)) if task == "classification" else None
+    stats = statistics(predictions, names, settings.normalize, classes)
+    for name in (n for n in PER_EXAMPLE if n in stats):
+        for row, value in zip(predictions, stats[name].items[:, 0]):
+            row.setdefault("scores", {})[name] = float(value)
+    if "per_class" in stats:
+        for row, (_, p) in zip(predictions, stats["per_class"].items):
+            row["predicted_label"] = classes[p] if p < len(classes) else OTHER
+    n_resamples = settings.bootstrap if n_resamples is None else n_resamples
+    report = {"task": task, "items": len(items), "rows": len(rows)}
+    report |= metric_report(stats, classes, n_resamples)
+    report |= {"bootstrap": {"resamples": n_resamples, "confidence": 0.95, "method": "percentile"},
+               "settings": {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
+                            "normalize": settings.normalize, "decoding": "greedy", "few_shot": len(shots),
+                            "max_length": config.data.max_length},
+               "timing": {"generate_s": t1 - t0, "score_s": t2 - t1, "metrics_s": time.perf_counter() - t2,
+                          "generated_tokens": new_tokens, "tokens_per_s": new_tokens / max(t1 - t0, 1e-9)}}
+    return report, predictions
+
+
+def write_results(out_dir: str | Path, name: str, report: dict, predictions: Sequence[dict]) -> list[Path]:
+    """`<name>.json`, `<name>_predictions.jsonl` (and `<name>_confusion.png` for classification), each atomic."""
+    out_dir = Path(out_dir)
+    paths = [write_jsonl_atomic(out_dir / f"{name}_predictions.jsonl", predictions),
+             write_json_atomic(out_dir / f"{name}.json", report)]
+    if "classification" in report:
+        from ftjax.plots import confusion_plot
+
+        paths.append(confusion_plot(report["classification"], out_dir / f"{name}_confusion.png"))
+    return paths
+
+
+@contextlib.contextmanager
+def base_model(model: nnx.Module, path: str, dtype: Any) -> Iterator[nnx.Module]:
+    """The model before fine-tuning: its adapters switched off, or the base reloaded from `path` when training
+    changed base weights (full fine-tuning, or an adapter with peft.unfreeze)."""
+    from ftjax.models import from_pretrained
+    from ftjax.peft.named import use_adapter
+
+    specs = getattr(model, "adapter_specs", ())
+    if specs and not any(s.unfrozen for s in specs):
+        with use_adapter(model, None):
+            yield model
+    else:
+        yield from_pretrained(path, dtype=dtype)
+
+
+def validation_metrics(model: nnx.Module, tokenizer: Any, config: ml_collections.ConfigDict) -> dict[str, float]:
+    """The trainer's hook: eval.metrics on the validation split (generation, no intervals), named val_<metric>."""
+    rows = load_rows(config.data.validation, parse_columns(config.data.columns))
+    report, _ = evaluate_split(model, tokenizer, rows, config, metrics=config.eval.metrics, n_resamples=0,
+                               progress=False)
+    return {f"val_{k}": v["value"] for k, v in report["metrics"].items()}
