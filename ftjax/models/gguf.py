@@ -213,8 +213,11 @@ def read_gguf(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def gguf_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
-    """The tokenizer (with the chat template, if the file has one) from the GGUF metadata, via transformers."""
-    from transformers import AutoTokenizer
+    """The tokenizer (with the chat template, if the file has one) from the GGUF metadata.
 
-    path = Path(path)
-    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    Built with `gguf` and `tokenizers` (ftjax.models.gguf_tokenizer), not transformers' GGUF loader, which
+    needs torch. Supports the `llama` (SentencePiece) and `gpt2` (byte-level BPE) tokenizer models.
+    """
+    from ftjax.models.gguf_tokenizer import tokenizer_from_gguf
+
+    return tokenizer_from_gguf(path)
