@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": "evaluate a run or model on a split: metrics with confidence intervals, gain over the base model",
     "review": "human review: export blinded review sheets (CSV/HTML), import and summarise completed ones",
     "compare": "compare two runs on the same test set: metrics, paired significance test, plots",
+    "bench": "time the train step: step time, tokens/s, MFU against the device's peak, peak memory",
     "export": "export adapters as Hugging Face PEFT or a merged transformers model",
     "data": "data tools: curate, split, stats",
     "params": "trainable vs total parameters and adapter size per fine-tuning method",

@@ -73,6 +73,14 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(BATCH_AXES))
 
 
+def put_batch(batch: dict[str, Any], shardings: dict[str, NamedSharding]) -> dict[str, jax.Array]:
+    """Host arrays onto the mesh. With several processes each passes only its own rows of batch-sharded arrays
+    (and the whole of replicated ones), which become one global array."""
+    if jax.process_count() > 1:
+        return jax.make_array_from_process_local_data(shardings, batch)
+    return jax.device_put(batch, shardings)
+
+
 def check_rules(name: str) -> dict[str, str | None]:
     if name not in RULES:
         raise ValueError(f"unknown mesh.rules {name!r}; choose from: {', '.join(RULES)}")

@@ -9,6 +9,7 @@ A project that needs another loop copies this file into `experiments/<name>/` ra
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -20,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from ftjax import sharding
+from ftjax import distributed, sharding
 from ftjax.checkpoint import Checkpoints, abstract
 from ftjax.data.formats import encode_all
 from ftjax.data.pipeline import Batches
@@ -32,6 +34,7 @@ from ftjax.early_stopping import EarlyStopping
 from ftjax.loss import target_positions
 from ftjax.metrics_writer import MetricWriter
 from ftjax.models import from_pretrained
+from ftjax.models.config import ModelConfig
 from ftjax.optim import optimizer
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.peft.report import parameter_report
@@ -51,12 +54,14 @@ def load_split(spec: str, config: ml_collections.ConfigDict, tokenizer: Any) -> 
     return encode_all(rows, tokenizer, config.data.format, config.data.max_length, labels)
 
 
-def step_batch(batches: Batches, accum: int) -> dict[str, np.ndarray]:
-    """`accum` micro-batches stacked [accum, micro, ...], plus the gathered target positions per micro-batch."""
+def step_batch(batches: Batches, accum: int, shards: distributed.DataShards | None = None) -> dict[str, np.ndarray]:
+    """`accum` micro-batches stacked [accum, micro, ...], plus the gathered target positions per micro-batch.
+    With several processes the positions index the global micro-batch, so every process needs all loss masks."""
     micro = [next(batches) for _ in range(accum)]
     batch = {k: np.stack([m[k] for m in micro]) for k in ("inputs", "targets", "positions", "attention_mask",
                                                           "segment_ids", "loss_mask")}
-    batch["index"], batch["valid"] = target_positions(batch.pop("loss_mask"))
+    loss_mask = batch.pop("loss_mask")
+    batch["index"], batch["valid"] = target_positions(shards.gather(loss_mask, 1) if shards else loss_mask)
     return batch
 
 
@@ -89,44 +94,11 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     if is_main:
         write_json_atomic(workdir / "config.json", config.to_dict())
 
-    # Model and adapter.
-    model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
-    model.model.remat = config.model.remat
-    apply_peft(model, config.peft, nnx.Rngs(tc.seed))
-    counts = parameter_report(model, config.peft)
-    log.info("parameters: %s trainable of %s base (%.4f%%)", f"{counts['trainable_params']:,}",
-             f"{counts['base_params']:,}", counts["trainable_percent"])
-
-    # Mesh and shardings: parameters by their logical axes, batches over data x fsdp.
-    mesh = sharding.make_mesh(config.mesh.shape)
-    rules = sharding.check_rules(config.mesh.rules)
-    micro = tc.batch_size // tc.grad_accum_steps  # global micro-batch; each process loads its share
-    replicas = mesh.shape["data"] * mesh.shape["fsdp"]
-    if tc.batch_size % tc.grad_accum_steps or micro % replicas or micro % jax.process_count():
-        raise ValueError(f"train.batch_size={tc.batch_size} must split into grad_accum_steps={tc.grad_accum_steps} "
-                         f"micro-batches divisible by data x fsdp = {replicas} and by {jax.process_count()} processes")
-    model.train()
-    graphdef, trainable, rng, rest = nnx.split(model, trainable_filter(config.peft), nnx.RngState, ...)
-    model.eval()
-    eval_graphdef = nnx.graphdef(model)
-    shard = lambda tree: sharding.state_shardings(tree, mesh, rules)
-    trainable, rest = jax.device_put(trainable, shard(trainable)), jax.device_put(rest, shard(rest))
-    rng = jax.device_put(rng, NamedSharding(mesh, P()))
-
     steps_per_epoch = max(len(train_examples) // tc.batch_size, 1)
     total_steps = tc.steps or tc.epochs * steps_per_epoch
-    tx = optimizer(tc, total_steps)
-    opt_state = jax.jit(tx.init)(trainable)
-    shardings = (jax.tree.map(lambda x: x.sharding, trainable), jax.tree.map(lambda x: x.sharding, opt_state),
-                 jax.tree.map(lambda x: x.sharding, rng), jax.tree.map(lambda x: x.sharding, rest))
-    step_sharding = NamedSharding(mesh, P(None, sharding.BATCH_AXES))
-    batch_shardings = {k: step_sharding for k in ("inputs", "targets", "positions", "attention_mask", "segment_ids")}
-    batch_shardings |= {"index": NamedSharding(mesh, P()), "valid": NamedSharding(mesh, P())}
-    train_step = jax.jit(make_train_step(graphdef, tx, tc.loss_chunk), donate_argnums=(0, 1, 2),
-                         in_shardings=(*shardings, batch_shardings),
-                         out_shardings=(*shardings[:3], NamedSharding(mesh, P())))
-    eval_step = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk))
-    eval_place = lambda b: jax.device_put({k: b[k] for k in batch_shardings}, NamedSharding(mesh, P()))
+    run = build(config, total_steps)
+    trainable, opt_state, rng, rest, shardings = run.trainable, run.opt_state, run.rng, run.rest, run.shardings
+    eval_place = lambda b: jax.device_put({k: b[k] for k in run.eval_shardings}, run.eval_shardings)
 
     # Resume from the newest readable checkpoint, if any.
     es = tc.early_stopping
@@ -134,27 +106,27 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                         metric=es.metric if val_examples else None, mode=es.mode,
                         async_save=config.checkpoint.async_save)
     stopper = EarlyStopping(es.metric, es.mode, es.patience, es.min_delta)
-    batches = Batches(train_examples, batch_size=micro // jax.process_count(), seq_len=config.data.max_length, seed=tc.seed,
-                      pack=config.data.pack, shard_index=jax.process_index(), shard_count=jax.process_count(),
+    shards = run.shards
+    batches = Batches(train_examples, batch_size=shards.rows // shards.count, seq_len=config.data.max_length,
+                      seed=tc.seed, pack=config.data.pack, shard_index=shards.index, shard_count=shards.count,
                       pad_id=pad_id)
     start = 0
     restored = ckpts.restore(abstract(trainable, shardings[0]), abstract(opt_state, shardings[1]))
     if restored:
         start, trainable, opt_state, meta = restored
-        batches.set_state(meta["data"])
+        if len(meta["data"]) != jax.process_count():
+            raise ValueError(f"the checkpoint at step {start} was written by {len(meta['data'])} processes, this "
+                             f"run has {jax.process_count()}; resume with as many")
+        batches.set_state(meta["data"][jax.process_index()])
         rng = set_rng_counts(rng, meta["rng_counts"])
         stopper.load(meta["early_stopping"])
         log.info("resumed from step %d", start)
     writer = MetricWriter(workdir, resume_step=start)
 
     def save(step: int, metrics: dict | None) -> None:
-        meta = {"step": step, "data": batches.get_state(), "rng_counts": rng_counts(rng),
-                "early_stopping": stopper.state()}
+        meta = {"step": step, "data": distributed.allgather_json(batches.get_state()),  # one state per process
+                "rng_counts": rng_counts(rng), "early_stopping": stopper.state()}
         ckpts.save(step, trainable, opt_state, meta, metrics)
-
-    def place(batch: dict) -> dict:
-        return jax.make_array_from_process_local_data(batch_shardings, batch) if jax.process_count() > 1 \
-            else jax.device_put(batch, batch_shardings)
 
     from tqdm import tqdm
 
@@ -164,13 +136,14 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     timed_from = None  # throughput excludes the first step's compilation
     stopped_early = False
     for step in range(start + 1, total_steps + 1):
-        batch = step_batch(batches, tc.grad_accum_steps)
-        trainable, opt_state, rng, m = train_step(trainable, opt_state, rng, rest, place(batch))
+        batch = step_batch(batches, tc.grad_accum_steps, shards)
+        trainable, opt_state, rng, m = run.train_step(trainable, opt_state, rng, rest,
+                                                      sharding.put_batch(batch, run.batch_shardings))
         m = {k: float(v) for k, v in m.items()}
         if timed_from is None:
             timed_from = time.perf_counter()
         else:
-            tokens += int(batch["attention_mask"].sum()) * jax.process_count()
+            tokens += int(batch["attention_mask"].sum()) * shards.count  # other shards: about as many
         if not math.isfinite(m["loss"]):
             ckpts.close()
             raise FloatingPointError(f"loss is {m['loss']} at step {step}; stopping (last checkpoint: "
@@ -181,11 +154,11 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         bar.update(1)
         evaluated = None
         if val_examples and (step % tc.eval_every == 0 or step == total_steps):
-            evaluated = evaluate_loss(eval_step, trainable, rng, rest, val_examples, config, pad_id, eval_place)
+            evaluated = evaluate_loss(run.eval_step, trainable, rng, rest, val_examples, config, pad_id, eval_place)
             if config.eval.metrics:  # generated task metrics; imported here so plain runs skip rouge/sacrebleu
                 from ftjax.evaluate import validation_metrics
 
-                evaluated |= validation_metrics(nnx.merge(eval_graphdef, trainable, rng, rest), tokenizer, config)
+                evaluated |= validation_metrics(nnx.merge(run.eval_graphdef, trainable, rng, rest), tokenizer, config)
             m |= evaluated
             stopper.update(step, evaluated)
             bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in evaluated.items()))
@@ -204,11 +177,81 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     writer.close()
     summary = {"steps": step, "total_steps": total_steps, "stopped_early": stopped_early,
                "best_step": stopper.best_step, "best": stopper.best, "metric": es.metric,
-               "final": last, "parameters": counts, "train_examples": len(train_examples),
+               "final": last, "parameters": run.counts, "train_examples": len(train_examples),
                "validation_examples": len(val_examples), "seconds": time.perf_counter() - t0}
     if is_main:
         write_json_atomic(workdir / "summary.json", summary)
     return summary
+
+
+@dataclasses.dataclass
+class Run:
+    """A run's mesh, sharded state and jitted steps: what `main` loops over and `ftjax bench` times."""
+
+    model_config: ModelConfig
+    counts: dict  # parameter_report: base, trainable
+    mesh: jax.sharding.Mesh
+    shards: distributed.DataShards  # which micro-batch rows this process loads
+    trainable: nnx.State
+    opt_state: Any
+    rng: nnx.State
+    rest: nnx.State
+    shardings: tuple  # of (trainable, opt_state, rng, rest)
+    batch_shardings: dict[str, NamedSharding]  # train batches [accum, micro, ...]
+    eval_shardings: dict[str, NamedSharding]  # validation batches [batch, ...]
+    eval_graphdef: nnx.GraphDef  # the model in eval mode (no dropout), for generation
+    train_step: Any  # (trainable, opt_state, rng, rest, batch) -> (trainable, opt_state, rng, metrics)
+    eval_step: Any  # (trainable, rng, rest, batch) -> (nll sum, targets, hits)
+
+
+def build(config: ml_collections.ConfigDict, total_steps: int) -> Run:
+    """Load the model, add the adapter, shard the state over the mesh by the rules, and jit the steps with
+    explicit shardings (train: donated state). The unsharded model is dropped on return."""
+    tc = config.train
+    model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
+    model.model.remat = config.model.remat
+    apply_peft(model, config.peft, nnx.Rngs(tc.seed))
+    counts = parameter_report(model, config.peft)
+    log.info("parameters: %s trainable of %s base (%.4f%%)", f"{counts['trainable_params']:,}",
+             f"{counts['base_params']:,}", counts["trainable_percent"])
+
+    # Mesh and shardings: parameters by their logical axes, batches over data x fsdp.
+    mesh = sharding.make_mesh(config.mesh.shape)
+    rules = sharding.check_rules(config.mesh.rules)
+    replicated = NamedSharding(mesh, P())
+    micro = tc.batch_size // tc.grad_accum_steps  # global micro-batch; each process loads its rows
+    replicas = mesh.shape["data"] * mesh.shape["fsdp"]
+    if tc.batch_size % tc.grad_accum_steps or micro % replicas:
+        raise ValueError(f"train.batch_size={tc.batch_size} must split into grad_accum_steps={tc.grad_accum_steps} "
+                         f"micro-batches divisible by data x fsdp = {replicas}")
+    shards = distributed.DataShards(mesh, micro)
+    model.train()
+    graphdef, trainable, rng, rest = nnx.split(model, trainable_filter(config.peft), nnx.RngState, ...)
+    model.eval()
+    eval_graphdef = nnx.graphdef(model)
+    shard = lambda tree: sharding.state_shardings(tree, mesh, rules)
+    trainable, rest = jax.device_put(trainable, shard(trainable)), jax.device_put(rest, shard(rest))
+    rng = jax.device_put(rng, replicated)
+
+    tx = optimizer(tc, total_steps)
+    placed = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
+    # optimizer moments sharded like their parameters, step counters replicated
+    opt_shardings = optax.tree_map_params(tx, lambda _, s: s, jax.eval_shape(tx.init, trainable), placed(trainable),
+                                          transform_non_params=lambda _: replicated)
+    opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(trainable)
+    shardings = (placed(trainable), opt_shardings, placed(rng), placed(rest))
+    rows = ("inputs", "targets", "positions", "attention_mask", "segment_ids")
+    positions = {"index": replicated, "valid": replicated}  # flat target positions into the whole micro-batch
+    batch_shardings = {k: NamedSharding(mesh, P(None, sharding.BATCH_AXES)) for k in rows} | positions
+    train_step = jax.jit(make_train_step(graphdef, tx, tc.loss_chunk), donate_argnums=(0, 1, 2),
+                         in_shardings=(*shardings, batch_shardings), out_shardings=(*shardings[:3], replicated))
+    # every process builds the whole validation batch; its rows split over data x fsdp when they divide
+    eval_rows = P(sharding.BATCH_AXES) if tc.eval_batch_size % replicas == 0 else P()
+    eval_shardings = {k: NamedSharding(mesh, eval_rows) for k in rows} | positions
+    eval_step = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk), out_shardings=replicated,
+                        in_shardings=(shardings[0], shardings[2], shardings[3], eval_shardings))
+    return Run(model.config, counts, mesh, shards, trainable, opt_state, rng, rest, shardings, batch_shardings,
+               eval_shardings, eval_graphdef, train_step, eval_step)
 
 
 def tx_lr(tc: ml_collections.ConfigDict, total_steps: int, step: int) -> float:

@@ -1,6 +1,8 @@
 """ftjax train --config=configs/sft.py[:variant] --workdir=DIR [--config.KEY=VALUE ...]
 
-Rerunning the same command on the same workdir resumes from its newest readable checkpoint.
+Rerunning the same command on the same workdir resumes from its newest readable checkpoint. Several hosts: run
+the same command on each (launch/README.md); the job is found from --coordinator/--num_processes/--process_id,
+FTJAX_COORDINATOR/FTJAX_NUM_PROCESSES/FTJAX_PROCESS_ID, SLURM or the TPU VM, and process 0 alone logs.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import logging
 from absl import flags
 from ml_collections import config_flags
 
+from ftjax import distributed
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py[:variant])",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "run folder: config.json, metrics.jsonl, checkpoints, eval/", required=True)
+distributed.define_flags(__name__)
 
 
 def main(argv: list[str]) -> None:
@@ -25,8 +30,12 @@ def main(argv: list[str]) -> None:
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file it writes at INFO
     logging.getLogger("ftjax").setLevel(logging.INFO)
+    distributed.initialize_from_flags()  # before anything touches devices
+    import jax
+
     from ftjax.train import main as train
 
     summary = train(FLAGS.config, FLAGS.workdir)
-    print(f"done: {summary['steps']} steps; best {summary['metric']}={summary['best']:.4f} at step "
-          f"{summary['best_step']}; workdir {FLAGS.workdir}")
+    if jax.process_index() == 0:
+        print(f"done: {summary['steps']} steps; best {summary['metric']}={summary['best']:.4f} at step "
+              f"{summary['best_step']}; workdir {FLAGS.workdir}")

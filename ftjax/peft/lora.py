@@ -38,8 +38,8 @@ class LoRA(nnx.Module):
         self.lora_b = nnx.LoRAParam(b, out_sharding=(None, ax_out))
         self.pissa = init == "pissa"
         if self.pissa:
-            self.lora_a0 = LoRAInit(a, out_sharding=(ax_in, None))
-            self.lora_b0 = LoRAInit(b, out_sharding=(None, ax_out))
+            self.lora_a0 = LoRAInit(a.copy(), out_sharding=(ax_in, None))  # own buffers: A, B are donated
+            self.lora_b0 = LoRAInit(b.copy(), out_sharding=(None, ax_out))
         self.dora = dora
         if dora:
             self.magnitude = nnx.LoRAParam(self.weight_norm(layer).astype(dtype), out_sharding=(ax_out,))

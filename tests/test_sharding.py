@@ -1,0 +1,160 @@
+"""Sharded training on 8 fake CPU devices: same numbers as one device, parameters placed as the rules say."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import FAMILIES, save_tiny_tokenizer
+from ftjax import sharding, train
+from ftjax.data.pipeline import Batches
+from ftjax.tokenizer import load_tokenizer
+from test_train import sft_config, write_rows
+
+# Logical names -> mesh axes for each preset on a (data, fsdp, tensor) = (2, 2, 2) mesh, for a LoRA'd Llama
+# with even dims (vocab 132, width 40, kv width 20, mlp 52). "-" = not sharded; rank dims never are.
+GOLDEN = """
+parameter                                        replicated  fsdp     tensor     fsdp_tensor
+model.embed_tokens.embedding                     -,-         -,fsdp   tensor,-   tensor,fsdp
+model.layers.*.input_layernorm.weight            -           -        -          -
+model.layers.*.self_attn.q_proj.kernel           -,-         fsdp,-   -,tensor   fsdp,tensor
+model.layers.*.self_attn.q_proj.adapters.default.lora_a  -,- fsdp,-   -,-        fsdp,-
+model.layers.*.self_attn.q_proj.adapters.default.lora_b  -,- -,-      -,tensor   -,tensor
+model.layers.*.self_attn.k_proj.kernel           -,-         fsdp,-   -,tensor   fsdp,tensor
+model.layers.*.self_attn.v_proj.adapters.default.lora_b  -,- -,-      -,tensor   -,tensor
+model.layers.*.self_attn.o_proj.kernel           -,-         -,fsdp   tensor,-   tensor,fsdp
+model.layers.*.self_attn.o_proj.adapters.default.lora_a  -,- -,-      tensor,-   tensor,-
+model.layers.*.self_attn.o_proj.adapters.default.lora_b  -,- -,fsdp   -,-        -,fsdp
+model.layers.*.mlp.up_proj.kernel                -,-         fsdp,-   -,tensor   fsdp,tensor
+model.layers.*.mlp.down_proj.kernel              -,-         -,fsdp   tensor,-   tensor,fsdp
+model.layers.*.mlp.down_proj.adapters.default.lora_a  -,-    -,-      tensor,-   tensor,-
+model.norm.weight                                -           -        -          -
+lm_head.kernel                                   -,-         fsdp,-   -,tensor   fsdp,tensor
+"""
+PRESETS = GOLDEN.split()[1:5]
+MESHES = [(8, 1, 1), (2, 4, 1), (2, 2, 2)]
+
+
+def golden() -> dict[str, dict[str, tuple]]:
+    table = {}
+    for line in GOLDEN.strip().splitlines()[1:]:
+        name, *specs = line.split()
+        table[name] = {p: tuple(None if a == "-" else a for a in s.split(",")) for p, s in zip(PRESETS, specs)}
+    return table
+
+
+def spec_of(names, shape, mesh, rules) -> tuple:
+    spec = tuple(sharding.logical_spec(names, shape, mesh, rules))
+    return spec + (None,) * (len(shape) - len(spec))
+
+
+@pytest.fixture(scope="module")
+def lora_llama():
+    import transformers
+
+    from ftjax.models.config import from_hf
+    from ftjax.models.loading import build
+    from ftjax.peft.apply import apply_peft
+
+    cfg = from_hf(transformers.LlamaConfig(**dict(FAMILIES["llama"][1], vocab_size=132)))
+    return apply_peft(build(cfg), {"method": "lora", "rank": 3}, nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_rules_place_parameters_as_the_golden_table(lora_llama, preset):
+    mesh = sharding.make_mesh((2, 2, 2))
+    state = nnx.state(lora_llama, nnx.Param)
+    placed = jax.device_put(state, sharding.state_shardings(state, mesh, preset))
+    names_of = {p: v.get_metadata().get("out_sharding") for p, v in nnx.to_flat_state(state)}
+    seen = set()
+    for path, var in nnx.to_flat_state(placed):
+        key, array, names = re.sub(r"\.\d+\.", ".*.", ".".join(map(str, path))), var.get_value(), names_of[path]
+        assert names, f"{key} has no logical axis names"
+        spec = spec_of(names, array.shape, mesh, sharding.RULES[preset])
+        if key in golden():
+            assert spec == golden()[key][preset], key
+            seen.add(key)
+        # really sharded: each device holds the global shape divided by the mesh axes of its spec
+        local = tuple(d // (mesh.shape[a] if a else 1) for d, a in zip(array.shape, spec))
+        assert {s.data.shape for s in array.addressable_shards} == {local}, key
+    assert seen == set(golden())
+
+
+@pytest.fixture(scope="module")
+def tiny(hf_folder, tmp_path_factory):
+    hf, _ = hf_folder("llama")
+    root = tmp_path_factory.mktemp("sharding")
+    hf.save_pretrained(root / "model")
+    save_tiny_tokenizer(root / "model")
+    rng = np.random.RandomState(1)
+    rows = [{"prompt": "w3 " + " ".join(f"w{rng.randint(10, 100)}" for _ in range(rng.randint(1, 9))),
+             "completion": f" w{rng.randint(10, 100)} w5"} for _ in range(32)]
+    return {"model.path": str(root / "model"), "data.train": write_rows(root / "train.jsonl", rows),
+            "data.validation": "", "train.batch_size": 8}
+
+
+def two_steps(tiny, shape, rules="fsdp_tensor"):
+    """Losses of two train steps on the same batches, and the updated adapter, on a `shape` mesh."""
+    config = sft_config(**tiny, **{"mesh.shape": shape, "mesh.rules": rules})
+    run = train.build(config, total_steps=2)
+    examples = train.load_split(config.data.train, config, load_tokenizer(config.model.path))
+    batches = Batches(examples, batch_size=8, seq_len=config.data.max_length, seed=0)
+    trainable, opt_state, rng, losses = run.trainable, run.opt_state, run.rng, []
+    for _ in range(2):
+        batch = sharding.put_batch(train.step_batch(batches, 1), run.batch_shardings)
+        trainable, opt_state, rng, m = run.train_step(trainable, opt_state, rng, run.rest, batch)
+        losses.append(float(m["loss"]))
+    return losses, {p: np.asarray(v.get_value()) for p, v in nnx.to_flat_state(trainable)}, trainable
+
+
+@pytest.fixture(scope="module")
+def one_device(tiny):
+    return two_steps(tiny, (1, 1, 1))
+
+
+@pytest.mark.parametrize("shape", MESHES)
+def test_sharded_step_equals_one_device(tiny, one_device, shape):
+    losses, adapter, trainable = two_steps(tiny, shape)
+    ref_losses, ref_adapter, _ = one_device
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-5)
+    assert adapter.keys() == ref_adapter.keys() and len(adapter) == 3 * 7 * 2
+    for path, value in adapter.items():
+        np.testing.assert_allclose(value, ref_adapter[path], rtol=1e-5, atol=1e-5, err_msg=str(path))
+    assert not np.allclose(losses[0], losses[1])  # the adapter did change
+    if shape == (2, 2, 2):  # the donated, updated adapter keeps the rules' placement
+        lora_a = trainable["model"]["layers"][0]["mlp"]["up_proj"]["adapters"]["default"]["lora_a"]
+        assert lora_a.get_value().sharding.spec == jax.sharding.PartitionSpec("fsdp", None)
+
+
+def test_fsdp_puts_an_eighth_of_the_base_on_each_device(tiny):
+    config = sft_config(**tiny, **{"mesh.shape": (1, 8, 1), "mesh.rules": "fsdp"})
+    run = train.build(config, total_steps=1)
+    per_device, total = {}, 0
+    for _, v in nnx.to_flat_state(nnx.filter_state(run.rest, nnx.Param)):
+        total += v.get_value().nbytes
+        for s in v.get_value().addressable_shards:
+            per_device[s.device] = per_device.get(s.device, 0) + s.data.nbytes
+    assert len(per_device) == 8
+    for nbytes in per_device.values():  # only the 1-D norm weights stay whole on every device
+        assert total / 8 <= nbytes < 1.06 * total / 8
+
+
+def test_bench_counts_model_flops_by_the_formula(tiny, monkeypatch):
+    from ftjax import bench
+
+    monkeypatch.setattr(bench, "cpu_matmul_peak", lambda dtype: 1e11)
+    r = bench.run(sft_config(**tiny), steps=2, warmup=1)
+    # tiny llama: 3 layers, width 40, 4 heads x 10, kv 2 x 10, mlp 52, vocab 131; LoRA r=4 on the 7 linears
+    frozen, lora = 3 * (40 * 40 * 2 + 40 * 20 * 2 + 3 * 40 * 52), 3 * 4 * (80 * 2 + 60 * 2 + 92 * 3)
+    assert (r["matmul_params_frozen"], r["matmul_params_trainable"]) == (frozen, lora) == (33120, 6672)
+    per_token, per_target = 4 * frozen + 6 * lora + 12 * 3 * 40 * r["seq_len"], 4 * 40 * 131
+    want = r["tokens_per_step"] * per_token + r["target_tokens_per_step"] * per_target
+    assert r["model_flops_per_step"] == pytest.approx(want)
+    assert r["mfu"] == pytest.approx(want / r["step_s_mean"] / 1e11)
+    assert r["step_s_mean"] > 0 and r["tokens_per_s"] > 0 and r["peak_memory_bytes"] > 0
+    assert bench.device_peak(type("D", (), {"device_kind": "TPU v5 lite"})) == ("TPU v5e", 197e12)
+    assert bench.device_peak(type("D", (), {"device_kind": "NVIDIA H100 80GB HBM3"}))[1] == 989e12
