@@ -13,7 +13,7 @@ from pathlib import Path
 import gguf
 import pytest
 import transformers
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from ftjax.models.gguf import gguf_tokenizer
 from ftjax.models.gguf_tokenizer import SUPPORTED_MODELS, read_gguf_vocab, tokenizer_from_gguf, tokenizer_from_vocab

@@ -147,10 +147,12 @@ def _masks(cfg: ModelConfig, positions, valid, segment_ids, cache):
 class CausalLM(nnx.Module):
     """A decoder-only language model: `model(input_ids)` -> logits [batch, seq, vocab]."""
 
+    backbone_name, backbone_cls = "model", Backbone  # transformers' attribute name for the decoder stack
+
     def __init__(self, cfg: ModelConfig, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.config = cfg
         self.dtype = dtype
-        self.model = Backbone(cfg, dtype=dtype, rngs=rngs)
+        setattr(self, self.backbone_name, self.backbone_cls(cfg, dtype=dtype, rngs=rngs))
         if not cfg.tie_embeddings:
             self.lm_head = L.Linear(cfg.hidden_size, cfg.vocab_size, bias=False, axes=("embed", "vocab"),
                                     dtype=dtype, rngs=rngs)

@@ -93,13 +93,7 @@ class GPT2Backbone(nnx.Module):
 class GPT2LM(CausalLM):
     """GPT2LMHeadModel: the shared CausalLM with a GPT-2 backbone under `transformer`."""
 
-    def __init__(self, cfg: ModelConfig, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        self.config = cfg
-        self.dtype = dtype
-        self.transformer = GPT2Backbone(cfg, dtype=dtype, rngs=rngs)
-        if not cfg.tie_embeddings:
-            self.lm_head = L.Linear(cfg.hidden_size, cfg.vocab_size, bias=False, axes=("embed", "vocab"),
-                                    dtype=dtype, rngs=rngs)
+    backbone_name, backbone_cls = "transformer", GPT2Backbone
 
     @property
     def model(self) -> GPT2Backbone:
