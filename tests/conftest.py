@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -95,3 +97,35 @@ def save_tiny_tokenizer(folder, vocab_size: int = 131):
                                    unk_token="<unk>", chat_template=CHAT_TEMPLATE)
     fast.save_pretrained(folder)
     return fast
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(hf_folder, tmp_path_factory) -> Path:
+    """The tiny random llama saved with the tiny tokenizer: a complete model folder for CLI and trainer tests."""
+    hf, _ = hf_folder("llama")
+    folder = tmp_path_factory.mktemp("llama_with_tokenizer")
+    hf.save_pretrained(folder)
+    save_tiny_tokenizer(folder)
+    return folder
+
+
+def sft_config(**overrides):
+    """configs/sft.py:tiny with dotted-key overrides ("train.steps": 3)."""
+    from ftjax.runs import load_config_file
+
+    config = load_config_file(ROOT / "configs" / "sft.py", "tiny")
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 import ftjax.models as M
-from conftest import save_tiny_tokenizer
 from ftjax.generate import Sampling, generate
 from ftjax.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
 
@@ -22,12 +21,8 @@ def ftjax(*args, check=True):
 
 
 @pytest.fixture(scope="module")
-def model_dir(hf_folder, tmp_path_factory):
-    hf, path = hf_folder("llama")
-    folder = tmp_path_factory.mktemp("llama_tok")
-    hf.save_pretrained(folder)
-    save_tiny_tokenizer(folder)
-    return folder
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def test_chat_template_and_stop_tokens(model_dir):

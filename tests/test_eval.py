@@ -13,13 +13,12 @@ import pytest
 import sacrebleu
 
 import ftjax.models as M
-from conftest import save_tiny_tokenizer
+from conftest import sft_config, write_rows
 from ftjax.data.sources import load_rows
 from ftjax.eval_set import encode_items, eval_items, pick_shots, prompt_row, with_shots
 from ftjax.evaluate import base_model, evaluate_split, write_results
 from ftjax.metrics_writer import read_metrics
 from ftjax.tokenizer import encode_prompt, load_tokenizer
-from test_train import sft_config, write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,15 +40,12 @@ def learnable_rows(rng, n):
     return out
 
 
-def test_train_then_eval_against_baseline(hf_folder, tmp_path):
+def test_train_then_eval_against_baseline(tiny_model_dir, tmp_path):
     """Train (logging a generated validation metric and early-stopping on it), then `ftjax eval --baseline` on
     a test file: metrics with intervals, and the gain over the base model with a paired test."""
     from ftjax import train
 
-    hf, _ = hf_folder("llama")
-    hf.save_pretrained(tmp_path / "model")
-    save_tiny_tokenizer(tmp_path / "model")
-    model = str(tmp_path / "model")
+    model = str(tiny_model_dir)
     rng = np.random.RandomState(0)
     train_file = write_rows(tmp_path / "train.jsonl", learnable_rows(rng, 48))
     val_file = write_rows(tmp_path / "val.jsonl", learnable_rows(rng, 12))
@@ -86,11 +82,8 @@ def test_train_then_eval_against_baseline(hf_folder, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def base(hf_folder, tmp_path_factory):
-    hf, _ = hf_folder("llama")
-    folder = tmp_path_factory.mktemp("eval_model")
-    hf.save_pretrained(folder)
-    save_tiny_tokenizer(folder)
+def base(tiny_model_dir):
+    folder = tiny_model_dir
     return str(folder), M.from_pretrained(folder), load_tokenizer(folder)
 
 

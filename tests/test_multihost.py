@@ -14,11 +14,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import save_tiny_tokenizer
+from conftest import sft_config, write_rows
 from ftjax import distributed, train
 from ftjax.data.pipeline import Batches
 from ftjax.metrics_writer import read_metrics
-from test_train import sft_config, write_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = {"mesh.shape": (2, 2, 2), "mesh.rules": "fsdp_tensor", "train.batch_size": 8, "train.eval_every": 3,
@@ -91,15 +90,12 @@ def adapter(workdir: Path, step: int) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def paths(hf_folder, tmp_path_factory):
-    hf, _ = hf_folder("llama")
+def paths(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("multihost")
-    hf.save_pretrained(root / "model")
-    save_tiny_tokenizer(root / "model")
     rng = np.random.RandomState(2)
     rows = lambda n: [{"prompt": "w3 " + " ".join(f"w{rng.randint(10, 100)}" for _ in range(rng.randint(1, 9))),
                        "completion": f" w{rng.randint(10, 100)} w5"} for _ in range(n)]
-    return {"model.path": str(root / "model"), "data.train": write_rows(root / "train.jsonl", rows(40)),
+    return {"model.path": str(tiny_model_dir), "data.train": write_rows(root / "train.jsonl", rows(40)),
             "data.validation": write_rows(root / "val.jsonl", rows(6))}
 
 

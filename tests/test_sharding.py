@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import FAMILIES, save_tiny_tokenizer
+from conftest import FAMILIES, sft_config, write_rows
 from ftjax import sharding, train
 from ftjax.data.pipeline import Batches
 from ftjax.tokenizer import load_tokenizer
-from test_train import sft_config, write_rows
 
 # Logical names -> mesh axes for each preset on a (data, fsdp, tensor) = (2, 2, 2) mesh, for a LoRA'd Llama
 # with even dims (vocab 132, width 40, kv width 20, mlp 52). "-" = not sharded; rank dims never are.
@@ -85,15 +84,12 @@ def test_rules_place_parameters_as_the_golden_table(lora_llama, preset):
 
 
 @pytest.fixture(scope="module")
-def tiny(hf_folder, tmp_path_factory):
-    hf, _ = hf_folder("llama")
+def tiny(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("sharding")
-    hf.save_pretrained(root / "model")
-    save_tiny_tokenizer(root / "model")
     rng = np.random.RandomState(1)
     rows = [{"prompt": "w3 " + " ".join(f"w{rng.randint(10, 100)}" for _ in range(rng.randint(1, 9))),
              "completion": f" w{rng.randint(10, 100)} w5"} for _ in range(32)]
-    return {"model.path": str(root / "model"), "data.train": write_rows(root / "train.jsonl", rows),
+    return {"model.path": str(tiny_model_dir), "data.train": write_rows(root / "train.jsonl", rows),
             "data.validation": "", "train.batch_size": 8}
 
 

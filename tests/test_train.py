@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +14,7 @@ import pytest
 from flax import nnx
 
 import ftjax.models as M
-from conftest import save_tiny_tokenizer
+from conftest import ROOT, sft_config, write_rows
 from ftjax import train
 from ftjax.data.pipeline import Batches
 from ftjax.loss import target_positions
@@ -24,35 +22,10 @@ from ftjax.metrics_writer import read_metrics
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.steps import make_train_step
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def sft_config(**overrides):
-    spec = importlib.util.spec_from_file_location("sft_config", ROOT / "configs" / "sft.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return config
-
-
-def write_rows(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def setup(hf_folder, tmp_path_factory):
+def setup(tiny_model_dir, tmp_path_factory):
     """A tiny llama with a tokenizer, and a learnable task: the completion is a fixed function of the prompt."""
-    hf, _ = hf_folder("llama")
     root = tmp_path_factory.mktemp("train")
-    hf.save_pretrained(root / "model")
-    save_tiny_tokenizer(root / "model")
     rng = np.random.RandomState(0)
 
     def rows(n):
@@ -63,7 +36,7 @@ def setup(hf_folder, tmp_path_factory):
             out.append({"prompt": f"w3 {words}", "completion": f" w{a % 7 + 1} w5"})
         return out
 
-    return {"model": str(root / "model"), "train": write_rows(root / "train.jsonl", rows(48)),
+    return {"model": str(tiny_model_dir), "train": write_rows(root / "train.jsonl", rows(48)),
             "validation": write_rows(root / "val.jsonl", rows(12))}
 
 

@@ -13,6 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from ftjax import distributed
+from ftjax.commands import start_config_command
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py[:variant])",
@@ -24,14 +25,7 @@ distributed.define_flags(__name__)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.config is None:
-        raise ValueError("--config is required, e.g. --config=configs/sft.py")
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    distributed.initialize_from_flags()  # before anything touches devices
+    start_config_command(argv, FLAGS.config)
     import jax
 
     from ftjax import bench

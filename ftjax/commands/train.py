@@ -7,12 +7,11 @@ FTJAX_COORDINATOR/FTJAX_NUM_PROCESSES/FTJAX_PROCESS_ID, SLURM or the TPU VM, and
 
 from __future__ import annotations
 
-import logging
-
 from absl import flags
 from ml_collections import config_flags
 
 from ftjax import distributed
+from ftjax.commands import start_config_command
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py[:variant])",
@@ -22,15 +21,7 @@ distributed.define_flags(__name__)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.config is None:
-        raise ValueError("--config is required, e.g. --config=configs/sft.py")
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every file it writes at INFO
-    logging.getLogger("ftjax").setLevel(logging.INFO)
-    distributed.initialize_from_flags()  # before anything touches devices
+    start_config_command(argv, FLAGS.config)
     import jax
 
     from ftjax.train import main as train
