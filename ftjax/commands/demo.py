@@ -66,7 +66,6 @@ def test_scores(model, tokenizer, rows: list[dict], batch_size: int = 16) -> tup
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
-    import jax
     import jax.numpy as jnp
     from absl import logging as absl_logging
 
@@ -86,8 +85,6 @@ def main(argv: list[str]) -> None:
     for split in ("train", "validation", "test"):
         config.data[split] = str(ROOT / config.data[split])
     config.train.update(steps=FLAGS.steps, epochs=0)
-    if jax.default_backend() == "cpu":  # XLA's CPU matmuls are faster in float32 (experiments/bench)
-        config.model.dtype = "float32"
     config.lock()
     test_rows = load_rows(config.data.test)
     say(f"task: route Northwind Mobile support messages to queue codes (experiments/demo/README.md); "
