@@ -35,7 +35,7 @@ from ftjax.loss import target_positions
 from ftjax.metrics_writer import MetricWriter
 from ftjax.models import from_pretrained
 from ftjax.models.config import ModelConfig
-from ftjax.optim import optimizer
+from ftjax.optim import optimizer, schedule
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.peft.report import parameter_report
 from ftjax.steps import make_eval_step, make_train_step, rng_counts, set_rng_counts
@@ -99,6 +99,7 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     run = build(config, total_steps)
     trainable, opt_state, rng, rest, shardings = run.trainable, run.opt_state, run.rng, run.rest, run.shardings
     eval_place = lambda b: jax.device_put({k: b[k] for k in run.eval_shardings}, run.eval_shardings)
+    learning_rate = schedule(tc.schedule, tc.learning_rate, total_steps, tc.warmup_steps)  # for the log
 
     # Resume from the newest readable checkpoint, if any.
     es = tc.early_stopping
@@ -148,7 +149,7 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
             ckpts.close()
             raise FloatingPointError(f"loss is {m['loss']} at step {step}; stopping (last checkpoint: "
                                      f"{max(ckpts.all_steps(), default='none')})")
-        m |= {"learning_rate": float(tx_lr(tc, total_steps, step)),
+        m |= {"learning_rate": float(learning_rate(step - 1)),
               "tokens_per_s": tokens / max(time.perf_counter() - timed_from, 1e-9)}
         bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}")
         bar.update(1)
@@ -252,9 +253,3 @@ def build(config: ml_collections.ConfigDict, total_steps: int) -> Run:
                         in_shardings=(shardings[0], shardings[2], shardings[3], eval_shardings))
     return Run(model.config, counts, mesh, shards, trainable, opt_state, rng, rest, shardings, batch_shardings,
                eval_shardings, eval_graphdef, train_step, eval_step)
-
-
-def tx_lr(tc: ml_collections.ConfigDict, total_steps: int, step: int) -> float:
-    from ftjax.optim import schedule
-
-    return schedule(tc.schedule, tc.learning_rate, total_steps, tc.warmup_steps)(step - 1)
