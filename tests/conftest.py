@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -129,3 +131,12 @@ def sft_config(**overrides):
 def write_rows(path: Path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)
+
+
+def run_ftjax(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m ftjax ARGS` from the repository root; with `check`, a failure shows the command's stderr."""
+    proc = subprocess.run([sys.executable, "-m", "ftjax", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr[-3000:])
+    return proc

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 import ftjax.models as M
+from conftest import run_ftjax as ftjax
 from ftjax.generate import Sampling, generate
 from ftjax.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
-
-
-def ftjax(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "ftjax", *args], capture_output=True, text=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr[-2000:])
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -4,31 +4,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import sacrebleu
+from conftest import run_ftjax as ftjax
+from conftest import sft_config, write_rows
 
 import ftjax.models as M
-from conftest import sft_config, write_rows
 from ftjax.data.sources import load_rows
 from ftjax.eval_set import encode_items, eval_items, pick_shots, prompt_row, with_shots
 from ftjax.evaluate import base_model, evaluate_split, write_results
 from ftjax.metrics_writer import read_metrics
 from ftjax.tokenizer import encode_prompt, load_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def ftjax(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "ftjax", *args], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr[-3000:])
-    return proc
 
 
 def learnable_rows(rng, n):

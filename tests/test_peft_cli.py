@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
+from conftest import run_ftjax
+from test_peft import logits, max_diff, randomize
+from test_peft_hf import peft_logits
 
 import ftjax.models as M
 from ftjax.peft import apply_peft, method_table, parameter_report, save_adapter
 from ftjax.peft.report import preset_config
-from test_peft import logits, max_diff, randomize
-from test_peft_hf import peft_logits
 
 
 def ftjax(*args):
-    return subprocess.run([sys.executable, "-m", "ftjax", *args], capture_output=True, text=True, timeout=300)
+    return run_ftjax(*args, check=False)
 
 
 def test_export_command(hf_folder, tmp_path):

@@ -6,25 +6,20 @@ import csv
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import run_ftjax
 from ftjax.review import export_sheets, load_key, parse_rubric, read_sheets, summarize
 from ftjax.review.results import read_sheet
 
-ROOT = Path(__file__).resolve().parents[1]
 RUBRIC = "accuracy:1-5,fluency:1-3"
 
 
 def ftjax(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "ftjax", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stderr[-3000:])
-    return proc
+    return run_ftjax(*args, check=check, timeout=120)
 
 
 def predictions(path: Path, outputs: list[str]) -> str:
