@@ -10,7 +10,12 @@ Variants (`configs/sft.py:VARIANT`): `tiny` is the shape the tests use (tiny mod
 
 import ml_collections
 
-from ftjax.peft.config import default_config as peft_defaults
+from ftjax import sharding
+from ftjax.data import config as data
+from ftjax.eval import config as evaluation
+from ftjax.models import config as model
+from ftjax.peft import config as peft
+from ftjax.train import config as train
 
 DEMO_MODEL = "models/gemma-3-270m-q4_k_m.gguf"
 DEMO_DATA = "experiments/demo/data"
@@ -18,22 +23,17 @@ DEMO_DATA = "experiments/demo/data"
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.model = dict(path=DEMO_MODEL, dtype="bfloat16", remat=False)
-    c.data = dict(train=f"{DEMO_DATA}/train.jsonl", validation=f"{DEMO_DATA}/validation.jsonl",
-                  test=f"{DEMO_DATA}/test.jsonl", format="auto", columns="", labels="", max_length=64,
-                  pack=False)
-    c.peft = peft_defaults()
+    c.model = model.default_config()
+    c.model.update(path=DEMO_MODEL, dtype="bfloat16")
+    c.data = data.default_config()
+    c.data.update(train=f"{DEMO_DATA}/train.jsonl", validation=f"{DEMO_DATA}/validation.jsonl",
+                  test=f"{DEMO_DATA}/test.jsonl", max_length=64)
+    c.peft = peft.default_config()
     c.peft.update(method="lora", rank=8, alpha=16.0, targets="all-linear")
-    c.train = dict(steps=0, epochs=2, batch_size=8, grad_accum_steps=1, learning_rate=1e-3, schedule="cosine",
-                   warmup_steps=8, weight_decay=0.0, max_grad_norm=1.0, eval_every=20, eval_batch_size=16,
-                   log_every=1, seed=0, loss_chunk=256,
-                   early_stopping=dict(metric="val_loss", mode="min", patience=0, min_delta=0.0))
-    c.checkpoint = dict(every=20, keep=2, async_save=True)
-    c.mesh = dict(shape=(-1, 1, 1), rules="fsdp")
-    # eval.metrics: task metrics generated on the validation split every eval_every steps (val_<name>, usable
-    # by early stopping), e.g. "rouge_l,exact_match" or "accuracy"; "" = loss metrics only
-    c.eval = dict(max_new_tokens=16, batch_size=16, metrics="", normalize="lower,punct,articles,whitespace",
-                  bootstrap=1000)
+    c.train = train.default_config()
+    c.checkpoint = train.checkpoint_config()
+    c.mesh = sharding.default_config()
+    c.eval = evaluation.default_config()
     if arg == "tiny":
         c.model.update(path="", dtype="float32")
         c.data.update(max_length=32)

@@ -1,7 +1,8 @@
 """The `ftjax` command: `ftjax SUBCOMMAND [--flags]`; each subcommand lives in `ftjax/commands/<name>.py`.
 
 Subcommands use absl flags (and ml-collections config flags where they take a config), so only the chosen
-subcommand's module is imported and its flags defined. Bad input ends with one line on stderr and exit 2.
+subcommand's module is imported and its flags defined. Bad input ends with one line on stderr and exit 2; a bug
+shows its traceback; `--debug` (anywhere on the line) shows the traceback of bad input too.
 """
 
 from __future__ import annotations
@@ -23,39 +24,62 @@ COMMANDS = {
     "params": "trainable vs total parameters and adapter size per fine-tuning method",
     "demo": "the main job on the embedded default (what `make demo` runs)",
 }
+# What bad input raises in ftjax (and in the libraries reading a user's files): one line, exit 2. Anything else
+# is a bug and keeps its traceback; --debug keeps the traceback for these too.
 USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError)
 
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {doc}" for name, doc in COMMANDS.items()]
-    return "usage: ftjax SUBCOMMAND [--flags]   (ftjax SUBCOMMAND --help for its flags)\n\n" + "\n".join(lines)
+    return ("usage: ftjax SUBCOMMAND [--flags] [--debug]   (ftjax SUBCOMMAND --help for its flags; --debug shows "
+            "the traceback of an error)\n\n" + "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(_usage())
         sys.exit(0 if len(argv) >= 2 else 2)
     name = argv[1]
     if name not in COMMANDS:
         fail(f"ftjax: unknown subcommand {name!r}; choose from: {', '.join(COMMANDS)}")
-    module = importlib.import_module(f"ftjax.commands.{name}")
     args = argv[2:]
-    if any(a in ("-h", "--help", "--helpshort") for a in args):
-        print(f"ftjax {name}: {(module.__doc__ or '').strip()}\n")
-        print(flags.FLAGS.module_help(module))
-        sys.exit(0)
     try:
+        # a config flag parses --config.KEY overrides: an unknown key is an AttributeError from ml_collections
+        module = importlib.import_module(f"ftjax.commands.{name}")
+        if any(a in ("-h", "--help", "--helpshort") for a in args):
+            print(f"ftjax {name}: {(module.__doc__ or '').strip()}\n")
+            print(flags.FLAGS.module_help(module))
+            sys.exit(0)
         rest = flags.FLAGS([f"ftjax {name}", *args])
-        module.main(rest)
     except (flags.Error, AttributeError, *USER_ERRORS) as e:
+        if debug:
+            raise
+        fail(f"ftjax {name}: error: {flag_error(e)}")
+    try:
+        module.main(rest)
+    except USER_ERRORS as e:
+        if debug:
+            raise
         fail(f"ftjax {name}: error: {one_line(e)}")
+    except KeyboardInterrupt:
+        print(f"ftjax {name}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def fail(message: str) -> None:
     print(message, file=sys.stderr)
     sys.exit(2)
+
+
+def flag_error(e: BaseException) -> str:
+    """A bad flag or config override on one line; ml_collections reports an unknown key as an AttributeError
+    (or KeyError) carrying the key and a did-you-mean suggestion."""
+    text = one_line(e)
+    return f"unknown config key {text}" if isinstance(e, (AttributeError, KeyError)) else text
 
 
 def one_line(e: BaseException) -> str:
@@ -71,6 +95,4 @@ def one_line(e: BaseException) -> str:
     text = str(msg)
     if "Traceback (most recent call last)" in text or isinstance(e, OSError):  # keep the specific last line
         text = [line for line in text.splitlines() if line.strip()][-1]
-    if isinstance(e, AttributeError):
-        text = "unknown config key " + text
     return " ".join(text.split())

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
@@ -25,6 +26,12 @@ RULES: dict[str, dict[str, str | None]] = {
     "fsdp_tensor": {"embed": "fsdp", "heads": "tensor", "kv": "tensor", "mlp": "tensor", "vocab": "tensor"},
 }
 BATCH_AXES = ("data", "fsdp")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The `mesh` block of an experiment config: its shape over (data, fsdp, tensor), -1 taking the remaining
+    devices, and the name of a RULES preset."""
+    return ml_collections.ConfigDict(dict(shape=(-1, 1, 1), rules="fsdp"))
 
 
 def make_mesh(shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mesh:

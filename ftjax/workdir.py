@@ -1,14 +1,44 @@
-"""Small file helpers for workdirs: JSON written atomically (temp name, then rename)."""
+"""The layout of a run folder, shared by the trainer (which writes it) and evaluation (which reads it).
+
+    config.json        the resolved config the run trains with
+    metrics.jsonl      one JSON object per logged step
+    summary.json       the final figures of the last completed `ftjax train`
+    tensorboard/       TensorBoard event files
+    checkpoints/       Orbax checkpoints (checkpoints.unreadable/ holds any set aside)
+    eval/              `ftjax eval` results: <split>.json, <split>_predictions.jsonl, plots
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
 
-from ftjax.textfile import write_text_atomic
+import ml_collections
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, default=str))
+class Workdir:
+    """The paths of one run folder (nothing is created)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.metrics = self.root / "metrics.jsonl"
+        self.summary = self.root / "summary.json"
+        self.tensorboard = self.root / "tensorboard"
+        self.checkpoints = self.root / "checkpoints"
+        self.eval = self.root / "eval"
+
+
+def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
+    """The config a workdir was trained with."""
+    path = Workdir(workdir).config
+    if not path.is_file():
+        raise FileNotFoundError(f"{workdir} has no config.json (not an ftjax workdir)")
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def read_metrics(workdir: str | os.PathLike) -> list[dict]:
+    """The rows of a workdir's metrics.jsonl (none when it has no file)."""
+    path = Workdir(workdir).metrics
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

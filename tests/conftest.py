@@ -116,7 +116,7 @@ def tiny_model_dir(hf_folder, tmp_path_factory) -> Path:
 
 def sft_config(**overrides):
     """configs/sft.py:tiny with dotted-key overrides ("train.steps": 3)."""
-    from ftjax.runs import load_config_file
+    from ftjax.config import load_config_file
 
     config = load_config_file(ROOT / "configs" / "sft.py", "tiny")
     for key, value in overrides.items():

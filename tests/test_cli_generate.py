@@ -8,8 +8,8 @@ import pytest
 
 import ftjax.models as M
 from conftest import run_ftjax as ftjax
-from ftjax.generate import Sampling, generate
-from ftjax.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
+from ftjax.models.generate import Sampling, generate
+from ftjax.models.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
 
 
 @pytest.fixture(scope="module")

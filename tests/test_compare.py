@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ftjax.compare import compare_runs, load_result, paired_metrics
-from ftjax.evaluate import write_results
+from ftjax.eval.compare import compare_runs, load_result, paired_metrics
+from ftjax.eval.runner import write_results
 from ftjax.metrics import metric_report, statistics
 
 ROOT = Path(__file__).resolve().parents[1]

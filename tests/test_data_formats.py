@@ -6,7 +6,7 @@ import pytest
 from tokenizers import processors
 
 from conftest import save_tiny_tokenizer
-from ftjax.data.formats import encode, encode_all, truncate
+from ftjax.data.encode import encode, encode_all, truncate
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_chat_masks_assistant_turns_with_their_end_of_turn(tok):
 
 
 def test_chat_prompt_matches_what_generation_feeds(tok):
-    from ftjax.tokenizer import encode_prompt
+    from ftjax.models.tokenizer import encode_prompt
 
     msgs = [{"role": "user", "content": "w2 w3"}, {"role": "assistant", "content": "w4"}]
     e = encode({"messages": msgs}, tok, "auto", 64)

@@ -13,10 +13,11 @@ from conftest import sft_config, write_rows
 
 import ftjax.models as M
 from ftjax.data.sources import load_rows
-from ftjax.eval_set import encode_items, eval_items, pick_shots, prompt_row, with_shots
-from ftjax.evaluate import base_model, evaluate_split, write_results
-from ftjax.metrics_writer import read_metrics
-from ftjax.tokenizer import encode_prompt, load_tokenizer
+from ftjax.eval.items import encode_items, eval_items, pick_shots, prompt_row, with_shots
+from ftjax.eval.baseline import base_model
+from ftjax.eval.runner import evaluate_split, write_results
+from ftjax.workdir import read_metrics
+from ftjax.models.tokenizer import encode_prompt, load_tokenizer
 
 
 
@@ -34,7 +35,8 @@ def learnable_rows(rng, n):
 def test_train_then_eval_against_baseline(tiny_model_dir, tmp_path):
     """Train (logging a generated validation metric and early-stopping on it), then `ftjax eval --baseline` on
     a test file: metrics with intervals, and the gain over the base model with a paired test."""
-    from ftjax import train
+    from ftjax.eval.runner import validation_metrics
+    from ftjax.train.loop import main as train
 
     model = str(tiny_model_dir)
     rng = np.random.RandomState(0)
@@ -45,7 +47,7 @@ def test_train_then_eval_against_baseline(tiny_model_dir, tmp_path):
                            "peft.unfreeze": "lm_head", "eval.metrics": "rouge_l,exact_match",
                            "train.early_stopping.metric": "val_rouge_l", "train.early_stopping.mode": "max"})
     wd = tmp_path / "run"
-    summary = train.main(config, wd)
+    summary = train(config, wd, task_metrics=validation_metrics)
     evals = [m for m in read_metrics(wd) if "val_loss" in m]
     assert [m["step"] for m in evals] == [10, 20]
     assert all(0 <= m["val_rouge_l"] <= 100 and "val_exact_match" in m for m in evals)
@@ -147,7 +149,7 @@ def test_few_shot_prompts(base, tmp_path):
 
 def test_base_model_switches_adapter_off_or_reloads(base):
     from ftjax.peft.apply import apply_peft
-    from ftjax.peft.named import active_adapter
+    from ftjax.peft.state import active_adapter
 
     folder, _, _ = base
     model = apply_peft(M.from_pretrained(folder), {"method": "lora", "rank": 2})

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ftjax.models as M
-from ftjax.generate import Sampling, generate, left_pad, sample_logits
+from ftjax.models.generate import Sampling, generate, left_pad, sample_logits
 
 PROMPTS = [[5, 17, 33, 8, 99, 4, 61], [7, 3], [12, 40, 41, 42, 9]]
 

@@ -213,7 +213,7 @@ def test_llama_without_space_prefix(files):
 
 
 def test_saved_and_reloaded_tokenizer_is_the_same(files, tmp_path):
-    """ftjax.tokenizer caches the converted tokenizer with save_pretrained; the reload must encode the same."""
+    """ftjax.models.tokenizer caches the converted tokenizer with save_pretrained; the reload must encode the same."""
     from transformers import AutoTokenizer
 
     for case in ("gemma", "llama3"):

@@ -15,9 +15,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import sft_config, write_rows
-from ftjax import distributed, train
+from ftjax import distributed
+from ftjax.train import batches, loop
 from ftjax.data.pipeline import Batches
-from ftjax.metrics_writer import read_metrics
+from ftjax.workdir import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = {"mesh.shape": (2, 2, 2), "mesh.rules": "fsdp_tensor", "train.batch_size": 8, "train.eval_every": 3,
@@ -103,8 +104,8 @@ def test_two_processes_train_save_resume_and_match_one(paths, tmp_path, monkeypa
     multi, single = tmp_path / "multi", tmp_path / "single"
     first = launch(paths, multi, steps=3)
     # meanwhile, the reference: one process on one device, fed the same global batches
-    monkeypatch.setattr(train, "Batches", TwoHostBatches)
-    train.main(sft_config(**paths, **{**OVERRIDES, "mesh.shape": (1, 1, 1), "train.steps": 5}), single)
+    monkeypatch.setattr(batches, "Batches", TwoHostBatches)
+    loop.main(sft_config(**paths, **{**OVERRIDES, "mesh.shape": (1, 1, 1), "train.steps": 5}), single)
     outs = finish(first)
     assert "done: 3 steps" in outs[0] and "done:" not in outs[1]  # only process 0 reports
     assert [p.name for p in (multi / "checkpoints").iterdir() if p.name.isdigit()] == ["3"]

@@ -24,7 +24,7 @@ def test_logits_match_transformers_gguf_loader(gguf_path):
     import transformers
 
     import ftjax.models as M
-    from ftjax.tokenizer import load_tokenizer
+    from ftjax.models.tokenizer import load_tokenizer
 
     tok = load_tokenizer(gguf_path)
     ours_model = M.from_pretrained(gguf_path)
@@ -41,8 +41,8 @@ def test_logits_match_transformers_gguf_loader(gguf_path):
 
 def test_generates_sensible_english(gguf_path):
     import ftjax.models as M
-    from ftjax.generate import Sampling, generate
-    from ftjax.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
+    from ftjax.models.generate import Sampling, generate
+    from ftjax.models.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
 
     tok = load_tokenizer(gguf_path)
     model = M.from_pretrained(gguf_path)

@@ -10,9 +10,11 @@ import pytest
 from flax import nnx
 
 from conftest import FAMILIES, sft_config, write_rows
-from ftjax import sharding, train
+from ftjax import sharding
+from ftjax.train.batches import load_split, step_batch
+from ftjax.train.setup import setup
 from ftjax.data.pipeline import Batches
-from ftjax.tokenizer import load_tokenizer
+from ftjax.models.tokenizer import load_tokenizer
 
 # Logical names -> mesh axes for each preset on a (data, fsdp, tensor) = (2, 2, 2) mesh, for a LoRA'd Llama
 # with even dims (vocab 132, width 40, kv width 20, mlp 52). "-" = not sharded; rank dims never are.
@@ -96,15 +98,15 @@ def tiny(tiny_model_dir, tmp_path_factory):
 def two_steps(tiny, shape, rules="fsdp_tensor"):
     """Losses of two train steps on the same batches, and the updated adapter, on a `shape` mesh."""
     config = sft_config(**tiny, **{"mesh.shape": shape, "mesh.rules": rules})
-    run = train.build(config, total_steps=2)
-    examples = train.load_split(config.data.train, config, load_tokenizer(config.model.path))
+    run = setup(config, total_steps=2)
+    _, examples = load_split(config.data.train, config, load_tokenizer(config.model.path))
     batches = Batches(examples, batch_size=8, seq_len=config.data.max_length, seed=0)
-    trainable, opt_state, rng, losses = run.trainable, run.opt_state, run.rng, []
+    state, losses = run.state, []
     for _ in range(2):
-        batch = sharding.put_batch(train.step_batch(batches, 1), run.batch_shardings)
-        trainable, opt_state, rng, m = run.train_step(trainable, opt_state, rng, run.rest, batch)
+        batch = sharding.put_batch(step_batch(batches, 1), run.batch_shardings)
+        state, m = run.train_step(state, batch)
         losses.append(float(m["loss"]))
-    return losses, {p: np.asarray(v.get_value()) for p, v in nnx.to_flat_state(trainable)}, trainable
+    return losses, {p: np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state.trainable)}, state.trainable
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +130,9 @@ def test_sharded_step_equals_one_device(tiny, one_device, shape):
 
 def test_fsdp_puts_an_eighth_of_the_base_on_each_device(tiny):
     config = sft_config(**tiny, **{"mesh.shape": (1, 8, 1), "mesh.rules": "fsdp"})
-    run = train.build(config, total_steps=1)
+    run = setup(config, total_steps=1)
     per_device, total = {}, 0
-    for _, v in nnx.to_flat_state(nnx.filter_state(run.rest, nnx.Param)):
+    for _, v in nnx.to_flat_state(nnx.filter_state(run.state.frozen, nnx.Param)):
         total += v.get_value().nbytes
         for s in v.get_value().addressable_shards:
             per_device[s.device] = per_device.get(s.device, 0) + s.data.nbytes
@@ -140,10 +142,10 @@ def test_fsdp_puts_an_eighth_of_the_base_on_each_device(tiny):
 
 
 def test_bench_counts_model_flops_by_the_formula(tiny, monkeypatch):
-    from ftjax import bench
+    from ftjax.train import bench
 
     monkeypatch.setattr(bench, "cpu_matmul_peak", lambda dtype: 1e11)
-    r = bench.run(sft_config(**tiny), steps=2, warmup=1)
+    r = bench.measure(sft_config(**tiny), steps=2, warmup=1)
     # tiny llama: 3 layers, width 40, 4 heads x 10, kv 2 x 10, mlp 52, vocab 131; LoRA r=4 on the 7 linears
     frozen, lora = 3 * (40 * 40 * 2 + 40 * 20 * 2 + 3 * 40 * 52), 3 * 4 * (80 * 2 + 60 * 2 + 92 * 3)
     assert (r["matmul_params_frozen"], r["matmul_params_trainable"]) == (frozen, lora) == (33120, 6672)

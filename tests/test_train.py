@@ -15,12 +15,13 @@ from flax import nnx
 
 import ftjax.models as M
 from conftest import ROOT, sft_config, write_rows
-from ftjax import train
+from ftjax.train import loop
 from ftjax.data.pipeline import Batches
 from ftjax.loss import target_positions
-from ftjax.metrics_writer import read_metrics
 from ftjax.peft.apply import apply_peft, trainable_filter
-from ftjax.steps import make_train_step
+from ftjax.train.state import TrainState
+from ftjax.train.step import make_train_step
+from ftjax.workdir import read_metrics
 
 @pytest.fixture(scope="module")
 def setup(tiny_model_dir, tmp_path_factory):
@@ -43,7 +44,7 @@ def setup(tiny_model_dir, tmp_path_factory):
 def run(setup, workdir, **overrides):
     config = sft_config(**{"model.path": setup["model"], "data.train": setup["train"],
                            "data.validation": setup["validation"], **overrides})
-    return train.main(config, workdir)
+    return loop.main(config, workdir)
 
 
 def losses(workdir) -> dict[int, float]:
@@ -69,7 +70,7 @@ def test_killed_run_resumes_with_identical_losses(setup, tmp_path, monkeypatch):
     overrides = {"train.steps": 10, "checkpoint.every": 4, "train.eval_every": 5, "peft.dropout": 0.1}
     run(setup, tmp_path / "straight", **overrides)
 
-    real_step_batch, calls = train.step_batch, {"n": 0}
+    real_step_batch, calls = loop.step_batch, {"n": 0}
 
     def dies_at_step_7(*args):
         calls["n"] += 1
@@ -77,10 +78,10 @@ def test_killed_run_resumes_with_identical_losses(setup, tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated kill")
         return real_step_batch(*args)
 
-    monkeypatch.setattr(train, "step_batch", dies_at_step_7)
+    monkeypatch.setattr(loop, "step_batch", dies_at_step_7)
     with pytest.raises(KeyboardInterrupt):
         run(setup, tmp_path / "resumed", **overrides)
-    monkeypatch.setattr(train, "step_batch", real_step_batch)
+    monkeypatch.setattr(loop, "step_batch", real_step_batch)
     assert max(losses(tmp_path / "resumed")) == 6
     run(setup, tmp_path / "resumed", **overrides)  # same command again: resumes from step 5's checkpoint
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
@@ -100,9 +101,9 @@ def test_corrupt_latest_checkpoint_falls_back(setup, tmp_path, caplog):
 
 def test_grad_accumulation_equals_one_big_batch(setup):
     """2 micro-batches of 2 == 1 batch of 4, with unequal target counts (SGD so updates are linear in grads)."""
-    from ftjax.data.formats import encode_all
+    from ftjax.data.encode import encode_all
     from ftjax.data.sources import load_rows
-    from ftjax.tokenizer import load_tokenizer
+    from ftjax.models.tokenizer import load_tokenizer
 
     tok = load_tokenizer(setup["model"])
     examples = encode_all(load_rows(setup["train"])[:4], tok, "auto", 32)
@@ -118,8 +119,8 @@ def test_grad_accumulation_equals_one_big_batch(setup):
         batch = {k: big[k].reshape(accum, 4 // accum, *big[k].shape[1:]) for k in big}
         batch["index"], batch["valid"] = target_positions(batch.pop("loss_mask"))
         step = jax.jit(make_train_step(graphdef, tx, chunk=8))
-        new, _, _, metrics = step(trainable, tx.init(trainable), rng, rest, batch)
-        return new, metrics
+        new, metrics = step(TrainState(trainable, tx.init(trainable), rng, rest), batch)
+        return new.trainable, metrics
 
     one, m1 = one_step(1)
     two, m2 = one_step(2)
@@ -175,7 +176,7 @@ def test_export_from_workdir_loads_in_hf_peft(setup, tmp_path):
     import transformers
     from peft import PeftModel
 
-    from ftjax.runs import load_run
+    from ftjax.train.restore import load_run
 
     run(setup, tmp_path / "run", **{"train.steps": 4, "train.eval_every": 2, "train.learning_rate": 0.05})
     proc = subprocess.run([sys.executable, "-m", "ftjax", "export", f"--workdir={tmp_path / 'run'}", "--format=peft",
@@ -194,9 +195,9 @@ def test_export_from_workdir_loads_in_hf_peft(setup, tmp_path):
 
 def test_rematerialised_step_equals_plain_step(setup):
     """model.remat recomputes block activations in the backward pass; the gradients must not change."""
-    from ftjax.data.formats import encode_all
+    from ftjax.data.encode import encode_all
     from ftjax.data.sources import load_rows
-    from ftjax.tokenizer import load_tokenizer
+    from ftjax.models.tokenizer import load_tokenizer
 
     examples = encode_all(load_rows(setup["train"])[:4], load_tokenizer(setup["model"]), "auto", 32)
     big = next(Batches(examples, batch_size=4, seq_len=32, seed=0, shuffle=False))
@@ -205,13 +206,14 @@ def test_rematerialised_step_equals_plain_step(setup):
 
     def one_step(remat):
         model = M.from_pretrained(setup["model"])
-        model.model.remat = remat
+        model.set_remat(remat)
         apply_peft(model, {"method": "lora", "rank": 4, "init": "gaussian"}, nnx.Rngs(0))
         graphdef, trainable, rng, rest = nnx.split(model, trainable_filter({"method": "lora"}), nnx.RngState, ...)
         tx = optax.sgd(1.0)
-        return jax.jit(make_train_step(graphdef, tx, chunk=8))(trainable, tx.init(trainable), rng, rest, batch)
+        return jax.jit(make_train_step(graphdef, tx, chunk=8))(TrainState(trainable, tx.init(trainable), rng, rest),
+                                                               batch)
 
     plain, remat = one_step(False), one_step(True)
-    np.testing.assert_allclose(float(plain[3]["loss"]), float(remat[3]["loss"]), rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(plain[0]), jax.tree.leaves(remat[0])):
+    np.testing.assert_allclose(float(plain[1]["loss"]), float(remat[1]["loss"]), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(plain[0].trainable), jax.tree.leaves(remat[0].trainable)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)

@@ -2,7 +2,7 @@
 
 Builds the model, adapter, mesh and jitted step exactly as `ftjax train` does, runs `--warmup` steps (compiling),
 then times `--steps` steps: step time, tokens/s, model FLOPs utilisation against the device's peak (formula and
-peak table in ftjax/bench.py) and peak memory. Writes nothing unless --out names a JSON file.
+peak table in ftjax/train/bench.py) and peak memory. Writes nothing unless --out names a JSON file.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ def main(argv: list[str]) -> None:
     start_config_command(argv, FLAGS.config)
     import jax
 
-    from ftjax import bench
-    from ftjax.workdir import write_json_atomic
+    from ftjax.train import bench
+    from ftjax.io import write_json
 
-    result = bench.run(FLAGS.config, steps=FLAGS.steps, warmup=FLAGS.warmup)
+    result = bench.measure(FLAGS.config, steps=FLAGS.steps, warmup=FLAGS.warmup)
     if jax.process_index() == 0:
         print(bench.report(result))
         if FLAGS.out:
-            write_json_atomic(FLAGS.out, result | {"config": json.loads(FLAGS.config.to_json())})
+            write_json(FLAGS.out, result | {"config": json.loads(FLAGS.config.to_json())})

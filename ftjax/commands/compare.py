@@ -22,7 +22,7 @@ def main(argv: list[str]) -> None:
         raise ValueError("give two runs: ftjax compare RUN_A RUN_B")
     from pathlib import Path
 
-    from ftjax.compare import compare_runs
+    from ftjax.eval.compare import compare_runs
 
     a, b = argv[1:]
     out = FLAGS.out or f"compare_{Path(a).name}_vs_{Path(b).name}"

@@ -69,7 +69,7 @@ def _curate() -> None:
     from ftjax.data.quality import Filters
     from ftjax.data.report import curate_markdown, write_report
     from ftjax.data.sources import strip_trace
-    from ftjax.jsonl import write_jsonl_atomic
+    from ftjax.io import write_jsonl
 
     if not FLAGS.output:
         raise ValueError("--output=OUT.jsonl is required")
@@ -79,7 +79,7 @@ def _curate() -> None:
                          filters=filters)
     kept, report = curate(_rows(FLAGS.input), opts)
     report = {"input": FLAGS.input, "output": FLAGS.output, **report}
-    write_jsonl_atomic(FLAGS.output, (strip_trace(r) for r in kept))
+    write_jsonl(FLAGS.output, (strip_trace(r) for r in kept))
     out = FLAGS.report or str(Path(FLAGS.output).with_suffix(".report.json"))
     paths = write_report(out, report, curate_markdown(report, FLAGS.input))
     gone = ", ".join(f"{k} {v}" for k, v in report["removed"].items() if v) or "nothing"
@@ -88,11 +88,11 @@ def _curate() -> None:
 
 
 def _split() -> None:
-    from ftjax.data.fields import label_counts
+    from ftjax.data.formats import label_counts
     from ftjax.data.report import split_markdown, write_report
     from ftjax.data.sources import strip_trace
     from ftjax.data.split import labelled, leakage, parse_fractions, split_rows
-    from ftjax.jsonl import write_jsonl_atomic
+    from ftjax.io import write_jsonl
 
     if FLAGS.check:
         splits = {Path(p).stem: _rows(p) for p in FLAGS.check}
@@ -116,7 +116,7 @@ def _split() -> None:
                          + ("" if FLAGS.check else "; no splits written"))
     if not FLAGS.check:
         for name, rows in splits.items():
-            write_jsonl_atomic(base / f"{name}.jsonl", (strip_trace(r) for r in rows))
+            write_jsonl(base / f"{name}.jsonl", (strip_trace(r) for r in rows))
     sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
     print(f"{sizes}; leakage: {summary or 'none'}; report: {paths[0]}, {paths[1]}")
 
@@ -124,7 +124,7 @@ def _split() -> None:
 def _stats() -> None:
     from ftjax.data.report import stats_markdown, write_report
     from ftjax.data.stats import token_stats
-    from ftjax.tokenizer import load_tokenizer
+    from ftjax.models.tokenizer import load_tokenizer
 
     if not FLAGS.tokenizer:
         raise ValueError("--tokenizer=MODEL (a model folder, hub id or .gguf) is required")

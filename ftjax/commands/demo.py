@@ -7,7 +7,6 @@ measures again, and prints the before/after table. Everything it writes goes und
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -37,44 +36,20 @@ def ensure_model(path: Path) -> Path:
     return Path(assemble(path))  # checks the sha256 of what it writes
 
 
-def test_scores(model, tokenizer, rows: list[dict], batch_size: int = 16) -> tuple[dict, list[str]]:
-    """Greedy completions of the test prompts; exact match of the whole route and of each field."""
-    from tqdm import tqdm
-
-    from ftjax.generate import Sampling, generate
-    from ftjax.tokenizer import encode_prompt, stop_token_ids
-
-    sampling = Sampling(max_new_tokens=16, stop_token_ids=stop_token_ids(tokenizer, model.config.eos_ids))
-    prompts = [encode_prompt(tokenizer, r["prompt"]) for r in rows]
-    out: list[str] = []
-    for i in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch", file=sys.stderr):
-        out += tokenizer.batch_decode(generate(model, prompts[i:i + batch_size], sampling), skip_special_tokens=True)
-    preds = [p.strip().split("\n")[0] for p in out]
-    refs = [r["completion"].strip() for r in rows]
-    field = lambda s, i: s.split("|")[i].strip() if s.count("|") == 1 else None
-    n = len(rows)
-    scores = {"exact_match": sum(p == r for p, r in zip(preds, refs)) / n,
-              "queue_accuracy": sum(field(p, 0) == field(r, 0) for p, r in zip(preds, refs)) / n,
-              "plan_accuracy": sum(field(p, 1) == field(r, 1) for p, r in zip(preds, refs)) / n}
-    for kind in ("seen", "unseen"):  # template phrasings seen in training, and those held out
-        hits = [p == r for p, r, row in zip(preds, refs, rows) if row.get("phrasing") == kind]
-        if hits:
-            scores[f"exact_match_{kind}_phrasing"] = sum(hits) / len(hits)
-    return scores, preds
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
     import jax.numpy as jnp
     from absl import logging as absl_logging
 
-    from ftjax import train
+    from ftjax.config import load_config_file
     from ftjax.data.sources import load_rows
+    from ftjax.eval.demo_task import route_scores
+    from ftjax.io import write_json
     from ftjax.models import from_pretrained
-    from ftjax.runs import load_config_file, load_run
-    from ftjax.tokenizer import load_tokenizer
-    from ftjax.workdir import write_json_atomic
+    from ftjax.models.tokenizer import load_tokenizer
+    from ftjax.train.loop import main as train
+    from ftjax.train.restore import load_run
 
     absl_logging.set_verbosity(absl_logging.WARNING)
     t0 = time.perf_counter()
@@ -94,24 +69,24 @@ def main(argv: list[str]) -> None:
     say("1/3 base model on the test split (no fine-tuning) ...")
     tokenizer = load_tokenizer(model_path)
     base = from_pretrained(model_path, dtype=jnp.dtype(config.model.dtype))
-    before, before_preds = test_scores(base, tokenizer, test_rows)
+    before, before_preds = route_scores(base, tokenizer, test_rows)
     del base
     say(f"    before: exact match {before['exact_match']:.1%}; e.g. {before_preds[0]!r}")
 
     say(f"2/3 LoRA fine-tuning: rank {config.peft.rank}, {config.train.steps} steps of batch "
         f"{config.train.batch_size} -> {FLAGS.workdir}")
-    summary = train.main(config, FLAGS.workdir)
+    summary = train(config, FLAGS.workdir)
 
     say(f"3/3 fine-tuned model (checkpoint with the best {summary['metric']}) on the test split ...")
     tuned, tokenizer, _, step = load_run(FLAGS.workdir, "best")
-    after, after_preds = test_scores(tuned, tokenizer, test_rows)
+    after, after_preds = route_scores(tuned, tokenizer, test_rows)
     minutes = (time.perf_counter() - t0) / 60
     result = {"before": before, "after": after, "checkpoint_step": step, "minutes": minutes,
               "trainable_params": summary["parameters"]["trainable_params"],
               "base_params": summary["parameters"]["base_params"],
               "examples": [{"prompt": r["prompt"], "reference": r["completion"].strip(), "before": b, "after": a}
                            for r, b, a in list(zip(test_rows, before_preds, after_preds))[:5]]}
-    write_json_atomic(Path(FLAGS.workdir) / "eval" / "demo.json", result)
+    write_json(Path(FLAGS.workdir) / "eval" / "demo.json", result)
     print()
     print(f"{'test split (' + str(len(test_rows)) + ' rows)':<28}{'before':>10}{'after':>10}")
     for k in before:

@@ -16,19 +16,10 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from ftjax.data import config as data_config
+from ftjax.eval import config as eval_config
+
 FLAGS = flags.FLAGS
-
-
-def _overridable() -> ml_collections.ConfigDict:
-    """The config keys `--config.KEY=` may set (on top of the workdir's config), and the defaults used for
-    --model runs, which have no config of their own."""
-    from ftjax.evaluate import DEFAULTS
-
-    return ml_collections.ConfigDict({
-        "data": dict(train="", validation="", test="", format="auto", columns="", labels="", max_length=256),
-        "eval": dict(DEFAULTS)})
-
-
 flags.DEFINE_string("workdir", None, "training run folder (config.json and checkpoints)")
 flags.DEFINE_string("checkpoint", "best", "best, last, or a step number (with --workdir)")
 flags.DEFINE_string("model", None, "base model folder, hub id or .gguf file (instead of --workdir)")
@@ -38,32 +29,28 @@ flags.DEFINE_enum("split", "test", ["test", "validation", "train"], "which confi
 flags.DEFINE_bool("baseline", False, "also evaluate the base model without the adapter, and report the gain")
 flags.DEFINE_integer("few_shot", 0, "with --baseline: prepend K training examples to each baseline prompt")
 flags.DEFINE_string("out", None, "results folder (default: WORKDIR/eval)")
-# Overrides are read from sys.argv when this module is imported; accepting unknown keys here lets main() reject
-# them with the CLI's one-line error instead of a traceback from the import.
-config_flags.DEFINE_config_dict("config", _overridable(), "data.* and eval.* overrides", lock_config=False,
-                                accept_new_attributes=True)
+# The same data and eval blocks the experiment configs use: --config.data.* and --config.eval.* override the
+# workdir's config (or, for --model runs, these defaults); any other key is an unknown flag.
+config_flags.DEFINE_config_dict("config", ml_collections.ConfigDict(
+    {"data": data_config.default_config(), "eval": eval_config.default_config()}), "data.* and eval.* overrides",
+    lock_config=True)
 
 
-def _overrides() -> dict:
-    allowed = _overridable()
-    out = {}
+def _config() -> ml_collections.ConfigDict:
+    """The run's config (or the defaults for --model) with the --config.* overrides applied."""
+    from ftjax.config import set_dotted
+    from ftjax.workdir import read_config
+
+    if FLAGS.workdir:
+        config = read_config(FLAGS.workdir)
+        config.eval = eval_config.eval_settings(config)
+    else:
+        config = ml_collections.ConfigDict(FLAGS.config.to_dict() | {"model": {"path": FLAGS.model,
+                                                                               "dtype": FLAGS.dtype}})
     for name in FLAGS:
         if name.startswith("config.") and FLAGS[name].present:
-            key = name[len("config."):]
-            section, _, leaf = key.partition(".")
-            if leaf not in allowed.get(section, {}):
-                keys = ", ".join(f"{s}.{k}" for s in allowed for k in allowed[s])
-                raise ValueError(f"unknown config key {key!r}; ftjax eval takes {keys}")
-            out[key] = FLAGS[name].value
-    return out
-
-
-def _set(config: ml_collections.ConfigDict, dotted: str, value) -> None:
-    *parents, leaf = dotted.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    node[leaf] = value
+            set_dotted(config, name[len("config."):], FLAGS[name].value)
+    return config
 
 
 def _print(report: dict) -> None:
@@ -92,44 +79,36 @@ def main(argv: list[str]) -> None:
         raise ValueError("--baseline needs a fine-tuned model to compare with (--workdir, or --adapter)")
     import jax.numpy as jnp
 
-    from ftjax.compare import paired_metrics
+    from ftjax.data.config import label_set
     from ftjax.data.sources import load_rows, parse_columns
-    from ftjax.eval_set import eval_items, pick_shots
-    from ftjax.evaluate import base_model, eval_settings, evaluate_split, label_set, write_results
+    from ftjax.eval.baseline import add_baseline
+    from ftjax.eval.items import eval_items, pick_shots
+    from ftjax.eval.runner import evaluate_split, write_results
 
     t0 = time.perf_counter()
     # config and rows first: bad input stops the run before a model is loaded or anything is written
-    if FLAGS.workdir:
-        from ftjax.runs import resolved_config
-
-        config = resolved_config(FLAGS.workdir)
-    else:
-        config = ml_collections.ConfigDict(_overridable().to_dict() | {
-            "model": {"path": FLAGS.model, "dtype": FLAGS.dtype}})
-    for key, value in _overrides().items():
-        _set(config, key, value)
-    config.eval = eval_settings(config)
+    config = _config()
     spec = config.data.get(FLAGS.split, "")
     if not spec:
         raise ValueError(f"config has no data.{FLAGS.split}; pass --config.data.{FLAGS.split}=PATH")
     columns = parse_columns(config.data.columns)
     rows = load_rows(spec, columns)
-    eval_items(rows, config.data.format, label_set(config))  # checks every row
+    eval_items(rows, config.data.format, label_set(config.data))  # checks every row
     shots = []
     if FLAGS.few_shot:
         if not config.data.train:
             raise ValueError("--few_shot needs training examples: pass --config.data.train=PATH")
         shots = pick_shots(load_rows(config.data.train, columns), FLAGS.few_shot, config.data.format,
-                           label_set(config))
+                           label_set(config.data))
     if FLAGS.workdir:
-        from ftjax.runs import load_run
+        from ftjax.train.restore import load_run
 
         model, tokenizer, _, step = load_run(FLAGS.workdir, FLAGS.checkpoint)
         source = {"workdir": FLAGS.workdir, "checkpoint": FLAGS.checkpoint, "step": step}
     else:
         from ftjax.models import from_pretrained
-        from ftjax.peft.adapters import adapter_format, load_adapter
-        from ftjax.tokenizer import load_tokenizer
+        from ftjax.models.tokenizer import load_tokenizer
+        from ftjax.peft.files import adapter_format, load_adapter
 
         if FLAGS.adapter:
             adapter_format(FLAGS.adapter)  # fail before loading the model
@@ -144,19 +123,7 @@ def main(argv: list[str]) -> None:
     report, predictions = evaluate_split(model, tokenizer, rows, config)
     report |= meta
     if FLAGS.baseline:
-        with base_model(model, config.model.path, jnp.dtype(config.model.dtype)) as base:
-            base_report, base_predictions = evaluate_split(base, tokenizer, rows, config, shots=shots)
-        base_report |= meta | {"baseline": True, "few_shot_sources": [s for shot in shots for s in shot.sources]}
-        write_results(out, f"{FLAGS.split}_baseline", base_report, base_predictions)
-        n = config.eval.bootstrap
-        names = list(report["metrics"])
-        classes = report.get("classification", {}).get("labels")
-        report["baseline"] = {"result": f"{FLAGS.split}_baseline.json", "few_shot": FLAGS.few_shot,
-                              "metrics": base_report["metrics"]}
-        report["gain"] = (paired_metrics(base_predictions, predictions, names, config.eval.normalize, classes, n) if n
-                          else {k: {"a": base_report["metrics"][k]["value"],
-                                    "delta": report["metrics"][k]["value"] - base_report["metrics"][k]["value"]}
-                                for k in names})
+        report = add_baseline(report, predictions, model, tokenizer, rows, config, out, FLAGS.split, meta, shots)
     report["timing"]["total_s"] = time.perf_counter() - t0
     paths = write_results(out, FLAGS.split, report, predictions)
     _print(report)

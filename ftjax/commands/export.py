@@ -28,11 +28,11 @@ def main(argv: list[str]) -> None:
     import jax.numpy as jnp
 
     from ftjax.models import from_pretrained, save_pretrained
-    from ftjax.peft.adapters import adapter_format, load_adapter, save_adapter
-    from ftjax.peft.named import active_adapter
-    from ftjax.peft.hf_peft import export_peft
+    from ftjax.peft.files import adapter_format, load_adapter, save_adapter
+    from ftjax.peft.state import active_adapter
+    from ftjax.peft.hf_export import export_peft
     from ftjax.peft.merge import merged_model
-    from ftjax.runs import load_run
+    from ftjax.train.restore import load_run
 
     if bool(FLAGS.workdir) == bool(FLAGS.model or FLAGS.adapter):
         raise ValueError("give --workdir, or --model and --adapter")

@@ -30,10 +30,10 @@ def main(argv: list[str]) -> None:
     import jax.numpy as jnp
     from tqdm import tqdm
 
-    from ftjax.generate import Sampling, generate
-    from ftjax.jsonl import read_jsonl, write_jsonl_atomic
+    from ftjax.models.generate import Sampling, generate
+    from ftjax.io import read_jsonl, write_jsonl
     from ftjax.models import from_pretrained
-    from ftjax.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
+    from ftjax.models.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
 
     if bool(FLAGS.prompt) == bool(FLAGS.prompts):
         raise ValueError("give --prompt (one or more) or --prompts=FILE.jsonl, not both")
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> None:
         completions += tokenizer.batch_decode(batch, skip_special_tokens=True)
     out = [dict(r, completion=c) for r, c in zip(rows, completions)]
     if FLAGS.output:
-        write_jsonl_atomic(FLAGS.output, out)
+        write_jsonl(FLAGS.output, out)
         print(f"wrote {len(out)} completions to {FLAGS.output}")
     else:
         for r in out:

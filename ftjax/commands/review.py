@@ -29,8 +29,8 @@ flags.DEFINE_string("out", None, "export: output folder (required); import: summ
 
 
 def _predictions(spec: str) -> tuple[str, list[dict]]:
-    from ftjax.compare import load_result
-    from ftjax.jsonl import read_jsonl
+    from ftjax.eval.compare import load_result
+    from ftjax.io import read_jsonl
 
     if spec.endswith(".jsonl"):
         return Path(spec).stem.removesuffix("_predictions"), [row for _, row in read_jsonl(spec)]

@@ -24,9 +24,12 @@ def main(argv: list[str]) -> None:
     start_config_command(argv, FLAGS.config)
     import jax
 
-    from ftjax.train import main as train
+    from ftjax.train.loop import main as train
 
-    summary = train(FLAGS.config, FLAGS.workdir)
+    hook = None
+    if FLAGS.config.eval.metrics:  # generated task metrics; imported only then (rouge-score, sacrebleu)
+        from ftjax.eval.runner import validation_metrics as hook
+    summary = train(FLAGS.config, FLAGS.workdir, task_metrics=hook)
     if jax.process_index() == 0:
         print(f"done: {summary['steps']} steps; best {summary['metric']}={summary['best']:.4f} at step "
               f"{summary['best_step']}; workdir {FLAGS.workdir}")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from tqdm import tqdm
 
 from ftjax.data.dedup import NearDuplicateIndex
-from ftjax.data.fields import label_counts, label_of, map_texts, resolve_format, text_views
+from ftjax.data.formats import label_counts, label_of, map_texts, resolve_format, text_views
 from ftjax.data.pii import KINDS, scrub
 from ftjax.data.quality import REASONS, Filters, normalize
 from ftjax.data.report import histogram

@@ -1,110 +1,134 @@
-"""Rows to token ids with a loss mask: which tokens the model learns to produce.
+"""The four example formats, their fields, and plain-text views of a row (for curation, splits and reports).
 
-Prompt and target are tokenized separately and concatenated, so the prompt's ids are exactly what
-`ftjax.tokenizer.encode_prompt` gives at inference. Every target ends with a token generation stops on (EOS,
-or the chat template's end-of-turn marker when `stop_token_ids` knows it), so fine-tuned models stop.
+    prompt_completion  `prompt`, `completion`
+    chat               `messages`: [{"role": "system"|"user"|"assistant", "content": str}, ...]
+    classification     `text`, `label` (a string, or an index into the label set)
+    data_to_text       `data` (an attribute dict, or an already linearised string), `text`
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any
+from collections import Counter
+from collections.abc import Callable
 
-from tqdm import tqdm
-
-from ftjax.data.fields import check_row, prompt_and_target, resolve_format
 from ftjax.data.sources import where
-from ftjax.tokenizer import stop_token_ids
+
+FORMATS = ("prompt_completion", "chat", "classification", "data_to_text")
+ROLES = ("system", "user", "assistant")
 
 
-def encode(row: dict, tokenizer: Any, fmt: str, max_length: int, label_set: list[str] | None = None) -> dict:
-    """{"input_ids": [...], "loss_mask": [...]} of equal length <= max_length; loss_mask[t] = 1 on target tokens
-    (completion, assistant turns with their end-of-turn token, label text, data-to-text text; each plus EOS)."""
-    if max_length < 2:
-        raise ValueError(f"max_length must be at least 2, got {max_length}")
-    fmt = resolve_format(row, fmt)
+def detect_format(row: dict) -> str:
+    """The row's format, from which fields it has."""
+    if "messages" in row:
+        return "chat"
+    if "prompt" in row or "completion" in row:
+        return "prompt_completion"
+    if "data" in row:
+        return "data_to_text"
+    if "label" in row:
+        return "classification"
+    fields = ", ".join(k for k in row if not k.startswith("_"))
+    raise ValueError(f"{where(row)}: cannot tell the format from the fields ({fields}); expected prompt+completion,"
+                     " messages, text+label or data+text (map columns with --columns)")
+
+
+def resolve_format(row: dict, fmt: str) -> str:
+    if fmt == "auto":
+        return detect_format(row)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from auto, {', '.join(FORMATS)}")
+    return fmt
+
+
+def check_row(row: dict, fmt: str) -> None:
+    """A ValueError naming file:line and the field when a row lacks what its format needs."""
+    need = {"prompt_completion": ("prompt", "completion"), "classification": ("text", "label"),
+            "data_to_text": ("data", "text"), "chat": ("messages",)}[fmt]
+    for name in need:
+        if row.get(name) is None:
+            raise ValueError(f"{where(row)}: missing field {name!r} (format {fmt})")
     if fmt == "chat":
-        ids, mask = _chat(row, tokenizer)
-    else:
-        prompt, target = prompt_and_target(row, fmt, label_set)
-        prompt_ids = _prompt_ids(tokenizer, prompt)
-        target_ids = _text_ids(tokenizer, target) + [_eos(tokenizer)]
-        ids, mask = prompt_ids + target_ids, [0] * len(prompt_ids) + [1] * len(target_ids)
-    if not any(mask):
-        raise ValueError(f"{where(row)}: no target tokens (format {fmt})")
-    bos = tokenizer.bos_token_id
-    ids, mask = truncate(ids, mask, max_length, keep_first=bos is not None and ids[0] == bos)
-    return {"input_ids": ids, "loss_mask": mask}
-
-
-def encode_all(rows: list[dict], tokenizer: Any, fmt: str, max_length: int,
-               label_set: list[str] | None = None) -> list[dict]:
-    """`encode` over many rows, with a progress bar."""
-    return [encode(r, tokenizer, fmt, max_length, label_set)
-            for r in tqdm(rows, desc="tokenize", unit="row", file=sys.stderr, disable=len(rows) < 2000)]
-
-
-def truncate(ids: list[int], mask: list[int], max_length: int, keep_first: bool = False) -> tuple[list, list]:
-    """Cut to max_length keeping the end of the prompt (what the target follows) and the start of the target.
-    A long target still gets at least half the room; `keep_first` keeps a leading BOS."""
-    if len(ids) <= max_length:
-        return ids, mask
-    first = mask.index(1)
-    head = 1 if keep_first and first > 0 else 0
-    room = max(max_length - (len(ids) - first), min(first, max_length // 2))  # prompt tokens kept
-    keep = list(range(head)) + list(range(first - max(room - head, 0), first))
-    keep += range(first, first + max_length - len(keep))
-    return [ids[i] for i in keep], [mask[i] for i in keep]
-
-
-def _prompt_ids(tokenizer: Any, text: str) -> list[int]:
-    ids = tokenizer(text)["input_ids"]  # with BOS when the tokenizer adds one
-    eos = tokenizer.eos_token_id
-    if ids and eos is not None and ids[-1] == eos and eos != tokenizer.bos_token_id:
-        ids = ids[:-1]  # a tokenizer that appends EOS to everything must not end the prompt with it
-    return ids
-
-
-def _text_ids(tokenizer: Any, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-
-
-def _eos(tokenizer: Any) -> int:
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no EOS token, so fine-tuned models could not learn to stop")
-    return tokenizer.eos_token_id
-
-
-def _chat(row: dict, tokenizer: Any) -> tuple[list[int], list[int]]:
-    """Render turn by turn with the tokenizer's chat template; assistant turns (from after the generation
-    prompt to the end of the turn, end-of-turn marker included) are the targets."""
-    check_row(row, "chat")
-    if not tokenizer.chat_template:
-        raise ValueError(f"{where(row)}: chat rows need a tokenizer with a chat template; this one has none")
-    msgs = row["messages"]
-    if not any(m["role"] == "assistant" for m in msgs):
-        raise ValueError(f"{where(row)}: no assistant turn to learn from")
-    render = lambda turns, gen: tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=gen)
-    stops = set(stop_token_ids(tokenizer))
-    ids: list[int] = []
-    mask: list[int] = []
-    done = ""
-    for i, m in enumerate(msgs):
-        if m["role"] != "assistant":
+        msgs = row["messages"]
+        if not isinstance(msgs, list) or not msgs:
+            raise ValueError(f"{where(row)}: field 'messages' must be a non-empty list of turns")
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise ValueError(f"{where(row)}: messages[{i}] must be {{'role': system|user|assistant, "
+                                 "'content': str}")
+        return
+    for name in need:
+        if name in ("label", "data"):
             continue
-        full = render(msgs[: i + 1], False)
-        # a conversation opening with the assistant: its turn starts where its content does
-        head = render(msgs[:i], True) if i else full[: max(full.find(m["content"].strip()), 0)]
-        if not head.startswith(done) or not full.startswith(head):
-            raise ValueError(f"{where(row)}: the chat template does not render a conversation as the prefix of "
-                             "its continuation, so assistant tokens cannot be located")
-        context = _text_ids(tokenizer, head[len(done):])
-        turn = _text_ids(tokenizer, full[len(head):])
-        if not stops & set(turn):  # the template's end-of-turn marker is not a stop token: add EOS
-            turn.append(_eos(tokenizer))
-        ids += context + turn
-        mask += [0] * len(context) + [1] * len(turn)
-        done = full
-    tail = _text_ids(tokenizer, render(msgs, False)[len(done):])  # turns after the last assistant one
-    return ids + tail, mask + [0] * len(tail)
+        if not isinstance(row[name], str):
+            raise ValueError(f"{where(row)}: field {name!r} must be a string, got {type(row[name]).__name__}")
 
+
+def linearise(data: dict | str) -> str:
+    """`{"name": "Aromi", "area": "riverside"}` -> `name[Aromi], area[riverside]` (the E2E meaning-representation
+    form); strings pass through."""
+    if isinstance(data, dict):
+        return ", ".join(f"{k}[{v}]" for k, v in data.items())
+    return str(data)
+
+
+def label_text(row: dict, label_set: list[str] | None) -> str:
+    label = row["label"]
+    if label_set is not None:
+        if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(label_set):
+            return label_set[label]
+        if str(label) not in label_set:
+            shown = ", ".join(label_set[:5]) + (", ..." if len(label_set) > 5 else "")
+            raise ValueError(f"{where(row)}: label {label!r} is not in the label set ({len(label_set)} labels: "
+                             f"{shown})")
+    return str(label)
+
+
+def prompt_and_target(row: dict, fmt: str, label_set: list[str] | None = None) -> tuple[str, str]:
+    """The model's input text and the text it learns to produce (for every format but chat)."""
+    check_row(row, fmt)
+    if fmt == "prompt_completion":
+        return row["prompt"], row["completion"]
+    if fmt == "classification":
+        return row["text"], label_text(row, label_set)
+    if fmt == "data_to_text":
+        return linearise(row["data"]), row["text"]
+    raise ValueError(f"{where(row)}: chat rows have turns, not one prompt and target")
+
+
+def text_views(row: dict, fmt: str) -> tuple[str, str]:
+    """(input text, target text) for any format; chat joins user/system turns and assistant turns."""
+    if fmt != "chat":
+        return prompt_and_target(row, fmt)
+    check_row(row, fmt)
+    msgs = row["messages"]
+    said = "\n".join(m["content"] for m in msgs if m["role"] != "assistant")
+    answered = "\n".join(m["content"] for m in msgs if m["role"] == "assistant")
+    return said, answered
+
+
+def label_of(row: dict, fmt: str) -> str | None:
+    return str(row["label"]) if fmt == "classification" else None
+
+
+def label_counts(rows: list[dict], fmt: str = "auto") -> dict[str, int]:
+    """Rows per label, most common first (empty when no row is a classification row)."""
+    counts = Counter(label_of(r, resolve_format(r, fmt)) for r in rows)
+    counts.pop(None, None)
+    return dict(counts.most_common())
+
+
+def map_texts(row: dict, fmt: str, fn: Callable[[str], str]) -> dict:
+    """A copy of the row with `fn` applied to every free-text field of its format (used for PII scrubbing)."""
+    out = dict(row)
+    if fmt == "chat":
+        out["messages"] = [dict(m, content=fn(m["content"])) for m in row["messages"]]
+        return out
+    names = {"prompt_completion": ("prompt", "completion"), "classification": ("text",),
+             "data_to_text": ("data", "text")}[fmt]
+    for name in names:
+        value = row[name]
+        if isinstance(value, str):
+            out[name] = fn(value)
+        elif isinstance(value, dict):
+            out[name] = {k: fn(v) if isinstance(v, str) else v for k, v in value.items()}
+    return out

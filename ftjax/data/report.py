@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ftjax.io import write_text
 
 BAR = 40  # characters of the longest bar
 
@@ -59,22 +60,9 @@ def write_report(path: str | os.PathLike, report: dict, markdown: list[str]) -> 
     if p.suffix == ".md":
         raise ValueError(f"{p}: give the report's JSON path; the Markdown page is written beside it")
     md = p.with_suffix(".md")
-    write_text_atomic(p, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    write_text_atomic(md, "\n".join(markdown) + "\n")
+    write_text(p, json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    write_text(md, "\n".join(markdown) + "\n")
     return p, md
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a report is for reading
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def curate_markdown(r: dict, source: str) -> list[str]:

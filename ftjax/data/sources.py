@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ftjax.jsonl import read_jsonl
+from ftjax.io import read_jsonl
 
 TRACE = ("_source", "_line")
 

@@ -13,7 +13,7 @@ from itertools import combinations
 import numpy as np
 
 from ftjax.data.dedup import cross_matches
-from ftjax.data.fields import label_of, resolve_format, text_views
+from ftjax.data.formats import label_of, resolve_format, text_views
 from ftjax.data.quality import normalize
 from ftjax.data.sources import where
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ftjax.data.fields import label_counts
-from ftjax.data.formats import encode, truncate
+from ftjax.data.formats import label_counts
+from ftjax.data.encode import encode, truncate
 from ftjax.data.report import histogram
 
 UNLIMITED = 1 << 30

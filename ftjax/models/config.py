@@ -140,3 +140,11 @@ def from_hf(hf: Any) -> ModelConfig:
         attn_softcap=getattr(hf, "attn_logit_softcapping", None),
         final_softcap=getattr(hf, "final_logit_softcapping", None),
         rope=rope, rope_local=rope_local, max_position_embeddings=hf.max_position_embeddings)
+
+
+def default_config() -> Any:
+    """The `model` block of an experiment config: which checkpoint (folder, hub id or .gguf), the dtype of its
+    frozen weights, and whether blocks are rematerialised in the backward pass."""
+    import ml_collections
+
+    return ml_collections.ConfigDict(dict(path="", dtype="float32", remat=False))

@@ -2,7 +2,8 @@
 
 ftjax attribute paths mirror transformers names, so `model.layers.0.self_attn.q_proj.kernel` maps to
 `model.layers.0.self_attn.q_proj.weight` (transposed: NNX kernels are [in, out], torch Linear is
-[out, in]; GPT-2's Conv1D is already [in, out]). Every source tensor must be used and every parameter filled.
+[out, in]; a layout with `hf_kernels_in_out`, GPT-2's Conv1D, is not). Every source tensor must be used and
+every parameter filled.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from flax import nnx
 
 from ftjax.models.config import ModelConfig
+from ftjax.models.hooks import Layout
 
 # Buffers some checkpoints carry that are recomputed, never learned.
 _BUFFER_SUFFIXES = ("rotary_emb.inv_freq", "attn.bias", "attn.masked_bias")
@@ -25,25 +27,21 @@ def nnx_to_hf_key(path: tuple[Any, ...]) -> str:
     return ".".join([*prefix, {"kernel": "weight", "embedding": "weight"}.get(leaf, leaf)])
 
 
-def _transposed(cfg: ModelConfig, path: tuple[Any, ...]) -> bool:
-    return path[-1] == "kernel" and cfg.model_type != "gpt2"
+def transposed(layout: Layout, path: tuple[Any, ...]) -> bool:
+    """Whether the parameter at `path` is stored transposed in transformers checkpoints."""
+    return str(path[-1]) == "kernel" and not layout.hf_kernels_in_out
 
 
-def _normalise_keys(cfg: ModelConfig, keys: list[str]) -> dict[str, str]:
+def _normalise_keys(layout: Layout, keys: list[str]) -> dict[str, str]:
     """Map each source key to its canonical transformers name (original GPT-2 files lack `transformer.`)."""
-    out = {}
-    for k in keys:
-        canonical = k
-        if cfg.model_type == "gpt2" and not k.startswith(("transformer.", "lm_head.")):
-            canonical = "transformer." + k
-        out[canonical] = k
-    return out
+    own = (f"{layout.backbone}.", f"{layout.head}.")
+    return {(k if k.startswith(own) else f"{layout.backbone}.{k}"): k for k in keys}
 
 
-def load_into(model_state: nnx.State, cfg: ModelConfig, keys: list[str],
+def load_into(model_state: nnx.State, cfg: ModelConfig, layout: Layout, keys: list[str],
               get: Callable[[str], Any], dtype: Any) -> nnx.State:
     """Fill an (abstract) NNX param state from source tensors `get(key)`; errors name the offending key."""
-    source = _normalise_keys(cfg, keys)
+    source = _normalise_keys(layout, keys)
     used = set()
     flat = []
     for path, var in nnx.to_flat_state(model_state):
@@ -51,33 +49,33 @@ def load_into(model_state: nnx.State, cfg: ModelConfig, keys: list[str],
         if name not in source:
             raise KeyError(f"checkpoint has no tensor for parameter {'.'.join(map(str, path))} (expected {name})")
         arr = get(source[name])
-        if _transposed(cfg, path):
+        if transposed(layout, path):
             arr = arr.T
         if tuple(arr.shape) != tuple(var.shape):
             raise ValueError(f"shape mismatch for {name}: checkpoint {tuple(arr.shape)}, model {tuple(var.shape)}")
         used.add(name)
         flat.append((path, var.replace(jnp.asarray(arr, dtype=dtype))))
-    unused = [k for k in source if k not in used and not _ignorable(cfg, k)]
+    unused = [k for k in source if k not in used and not _ignorable(cfg, layout, k)]
     if unused:
         raise KeyError(f"checkpoint tensor {source[unused[0]]} is not used by the {cfg.model_type} port"
                        + (f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""))
     return nnx.from_flat_state(flat)
 
 
-def _ignorable(cfg: ModelConfig, key: str) -> bool:
+def _ignorable(cfg: ModelConfig, layout: Layout, key: str) -> bool:
     # A tied checkpoint may still carry lm_head.weight (a copy of the embedding).
-    return key.endswith(_BUFFER_SUFFIXES) or (cfg.tie_embeddings and key == "lm_head.weight")
+    return key.endswith(_BUFFER_SUFFIXES) or (cfg.tie_embeddings and key == f"{layout.head}.weight")
 
 
 def to_hf_state_dict(model: nnx.Module, dtype: Any | None = None) -> dict[str, np.ndarray]:
     """transformers-named numpy tensors for every parameter of `model`."""
-    cfg: ModelConfig = model.config
     out = {}
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         arr = np.asarray(var[...] if dtype is None else var[...].astype(dtype))
-        out[nnx_to_hf_key(path)] = np.ascontiguousarray(arr.T if _transposed(cfg, path) else arr)
+        out[nnx_to_hf_key(path)] = np.ascontiguousarray(arr.T if transposed(model.layout, path) else arr)
     return out
 
 
-def from_state_dict(model_state: nnx.State, cfg: ModelConfig, tensors: Mapping[str, Any], dtype: Any) -> nnx.State:
-    return load_into(model_state, cfg, list(tensors), tensors.__getitem__, dtype)
+def from_state_dict(model_state: nnx.State, cfg: ModelConfig, layout: Layout, tensors: Mapping[str, Any],
+                    dtype: Any) -> nnx.State:
+    return load_into(model_state, cfg, layout, list(tensors), tensors.__getitem__, dtype)

@@ -15,6 +15,7 @@ from flax import nnx
 
 from ftjax.models import layers as L
 from ftjax.models.config import ModelConfig
+from ftjax.models.hooks import Layout
 
 Array = jax.Array
 
@@ -33,6 +34,7 @@ class Attention(nnx.Module):
             self.k_norm = L.Norm(h, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
         self.rope = cfg.rope_for(layer)
         self.cfg = cfg
+        self.prefix = nnx.data(None)  # hook: learned keys/values in front (models/hooks.py)
 
     def __call__(self, x: Array, positions: Array, mask: Array, kv: tuple[Array, Array] | None,
                  index: Array | None) -> tuple[Array, tuple[Array, Array] | None]:
@@ -49,7 +51,7 @@ class Attention(nnx.Module):
         if kv is not None:
             kv = (L.write_cache(kv[0], k, index), L.write_cache(kv[1], v, index))
             k, v = kv
-        if hasattr(self, "prefix"):  # prefix tuning (ftjax.peft.prompt) adds learned keys/values
+        if self.prefix is not None:
             k, v, mask = self.prefix(k, v, mask)
         out = L.attend(q, k, v, mask, scale=cfg.q_scale, softcap=cfg.attn_softcap)
         return self.o_proj(out.reshape(b, t, -1)), kv
@@ -98,21 +100,25 @@ class Backbone(nnx.Module):
         self.layers = nnx.List([DecoderLayer(cfg, i, dtype=dtype, rngs=rngs) for i in range(cfg.num_layers)])
         self.norm = L.Norm(cfg.hidden_size, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
         self.cfg = cfg
-        self.remat = False  # the trainer sets it to recompute layer activations in the backward pass
+        self.remat = False  # recompute block activations in the backward pass (CausalLM.set_remat)
+        self.prompt = nnx.data(None)  # hook: virtual input tokens (models/hooks.py)
+
+    def embed(self, input_ids: Array) -> Array:
+        x = self.embed_tokens(input_ids)
+        if self.cfg.embed_scale:  # transformers rounds the scale to the activation dtype first
+            x = x * jnp.asarray(self.cfg.hidden_size ** 0.5, x.dtype)
+        return x
 
     def __call__(self, input_ids, positions, valid, segment_ids, cache):
         cfg = self.cfg
-        x = self.embed_tokens(input_ids)
-        if cfg.embed_scale:  # transformers rounds the scale to the activation dtype first
-            x = x * jnp.asarray(cfg.hidden_size ** 0.5, x.dtype)
-        prompt = getattr(self, "prompt", None)  # prompt/prefix tuning (ftjax.peft.prompt): virtual tokens
-        if prompt is not None:
-            x, positions, valid, segment_ids = prompt.prepend(x, positions, valid, segment_ids, cache)
+        x = self.embed(input_ids)
+        if self.prompt is not None:
+            x, positions, valid, segment_ids = self.prompt.prepend(x, positions, valid, segment_ids, cache)
         masks, cache = _masks(cfg, positions, valid, segment_ids, cache)
-        x, cache = run_layers(self.layers, x, positions, [masks[cfg.window_for(i)] for i in range(cfg.num_layers)], cache,
-                              advance=input_ids.shape[1], remat=self.remat)
+        x, cache = run_layers(self.layers, x, positions, [masks[cfg.window_for(i)] for i in range(cfg.num_layers)],
+                              cache, advance=input_ids.shape[1], remat=self.remat)
         h = self.norm(x)
-        return (h if prompt is None else prompt.strip(h)), cache
+        return (h if self.prompt is None else self.prompt.strip(h)), cache
 
 
 def run_layers(layers, x, positions, masks, cache, *, advance: int, remat: bool):
@@ -147,30 +153,49 @@ def _masks(cfg: ModelConfig, positions, valid, segment_ids, cache):
 class CausalLM(nnx.Module):
     """A decoder-only language model: `model(input_ids)` -> logits [batch, seq, vocab]."""
 
-    backbone_name, backbone_cls = "model", Backbone  # transformers' attribute name for the decoder stack
+    layout = Layout(backbone="model", blocks="layers", attention="self_attn",
+                    key_value=("self_attn.k_proj", "self_attn.v_proj"), feedforward_out=("mlp.down_proj",))
+    backbone_cls = Backbone
 
     def __init__(self, cfg: ModelConfig, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
         self.config = cfg
         self.dtype = dtype
-        setattr(self, self.backbone_name, self.backbone_cls(cfg, dtype=dtype, rngs=rngs))
+        setattr(self, self.layout.backbone, self.backbone_cls(cfg, dtype=dtype, rngs=rngs))
         if not cfg.tie_embeddings:
-            self.lm_head = L.Linear(cfg.hidden_size, cfg.vocab_size, bias=False, axes=("embed", "vocab"),
-                                    dtype=dtype, rngs=rngs)
+            setattr(self, self.layout.head, L.Linear(cfg.hidden_size, cfg.vocab_size, bias=False,
+                                                     axes=("embed", "vocab"), dtype=dtype, rngs=rngs))
+
+    @property
+    def backbone(self) -> nnx.Module:
+        """The decoder stack (hook point): embeds, runs the blocks, holds the `prompt` slot."""
+        return getattr(self, self.layout.backbone)
+
+    def attention_layers(self) -> list[nnx.Module]:
+        """Every block's attention module, in order (hook point: each holds a `prefix` slot)."""
+        return [getattr(block, self.layout.attention) for block in getattr(self.backbone, self.layout.blocks)]
+
+    def set_remat(self, remat: bool) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them."""
+        self.backbone.remat = remat
+
+    def embed(self, input_ids: Array) -> Array:
+        """What the embedding layer hands the first block (Gemma's sqrt(d) scale included)."""
+        return self.backbone.embed(input_ids)
 
     def __call__(self, input_ids: Array, *, positions: Array | None = None, attention_mask: Array | None = None,
                  segment_ids: Array | None = None) -> Array:
         positions, valid = default_positions(input_ids, positions, attention_mask)
-        h, _ = self.model(input_ids, positions, valid, segment_ids, None)
+        h, _ = self.backbone(input_ids, positions, valid, segment_ids, None)
         return self.logits(h)
 
     def hidden_states(self, input_ids: Array, *, positions: Array, attention_mask: Array,
                       segment_ids: Array | None = None, cache: dict | None = None) -> tuple[Array, dict | None]:
         """Final-norm hidden states [b, t, d] (and the updated cache): losses can pick the positions they need."""
-        return self.model(input_ids, positions, attention_mask.astype(bool), segment_ids, cache)
+        return self.backbone(input_ids, positions, attention_mask.astype(bool), segment_ids, cache)
 
     def logits(self, h: Array) -> Array:
         cfg = self.config
-        out = self.model.embed_tokens.attend(h) if cfg.tie_embeddings else self.lm_head(h)
+        out = self.backbone.embed_tokens.attend(h) if cfg.tie_embeddings else getattr(self, self.layout.head)(h)
         out = out.astype(jnp.float32)
         if cfg.final_softcap is not None:
             out = jnp.tanh(out / cfg.final_softcap) * cfg.final_softcap

@@ -1,7 +1,7 @@
 """GPT-2: learned absolute positions, LayerNorm, fused qkv (`c_attn`), plain GELU MLP, tied head.
 
 Attribute names mirror transformers (`transformer.h.0.attn.c_attn`); kernels are [in, out], which is also
-the layout of GPT-2's Conv1D weights, so conversion needs no transpose for this family.
+the layout of GPT-2's Conv1D weights, so conversion needs no transpose for this family (`hf_kernels_in_out`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from flax import nnx
 from ftjax.models import layers as L
 from ftjax.models.config import ModelConfig
 from ftjax.models.decoder import CausalLM, _masks, run_layers
+from ftjax.models.hooks import Layout
 
 Array = jax.Array
 
@@ -25,6 +26,7 @@ class GPT2Attention(nnx.Module):
         self.c_attn = L.Linear(d, 3 * d, bias=True, axes=("embed", "heads"), dtype=dtype, rngs=rngs)
         self.c_proj = L.Linear(d, d, bias=True, axes=("heads", "embed"), dtype=dtype, rngs=rngs)
         self.cfg = cfg
+        self.prefix = nnx.data(None)  # hook: learned keys/values in front (models/hooks.py)
 
     def __call__(self, x, positions, mask, kv, index):
         cfg = self.cfg
@@ -33,7 +35,7 @@ class GPT2Attention(nnx.Module):
         if kv is not None:
             kv = (L.write_cache(kv[0], k, index), L.write_cache(kv[1], v, index))
             k, v = kv
-        if hasattr(self, "prefix"):  # prefix tuning (ftjax.peft.prompt) adds learned keys/values
+        if self.prefix is not None:
             k, v, mask = self.prefix(k, v, mask)
         out = L.attend(q, k, v, mask, scale=cfg.q_scale, softcap=None)
         return self.c_proj(out.reshape(b, t, -1)), kv
@@ -72,29 +74,30 @@ class GPT2Backbone(nnx.Module):
         self.ln_f = L.Norm(cfg.hidden_size, kind="layernorm", eps=cfg.norm_eps, dtype=dtype)
         self.cfg = cfg
         self.remat = False
+        self.prompt = nnx.data(None)  # hook: virtual input tokens (models/hooks.py)
 
     @property
     def embed_tokens(self) -> L.Embed:  # the name the shared CausalLM head uses
         return self.wte
 
+    def embed(self, input_ids: Array) -> Array:
+        return self.wte(input_ids)  # positions are added after any virtual tokens
+
     def __call__(self, input_ids, positions, valid, segment_ids, cache):
-        x = self.wte(input_ids)
-        prompt = getattr(self, "prompt", None)  # prompt/prefix tuning (ftjax.peft.prompt): virtual tokens
-        if prompt is not None:
-            x, positions, valid, segment_ids = prompt.prepend(x, positions, valid, segment_ids, cache)
+        x = self.embed(input_ids)
+        if self.prompt is not None:
+            x, positions, valid, segment_ids = self.prompt.prepend(x, positions, valid, segment_ids, cache)
         x = x + self.wpe(positions)
         masks, cache = _masks(self.cfg, positions, valid, segment_ids, cache)
         x, cache = run_layers(self.h, x, positions, [masks[None]] * len(self.h), cache,
                               advance=input_ids.shape[1], remat=self.remat)
         h = self.ln_f(x)
-        return (h if prompt is None else prompt.strip(h)), cache
+        return (h if self.prompt is None else self.prompt.strip(h)), cache
 
 
 class GPT2LM(CausalLM):
     """GPT2LMHeadModel: the shared CausalLM with a GPT-2 backbone under `transformer`."""
 
-    backbone_name, backbone_cls = "transformer", GPT2Backbone
-
-    @property
-    def model(self) -> GPT2Backbone:
-        return self.transformer
+    layout = Layout(backbone="transformer", blocks="h", attention="attn", key_value=("attn.c_attn",),
+                    feedforward_out=("mlp.c_proj",), hf_kernels_in_out=True)
+    backbone_cls = GPT2Backbone

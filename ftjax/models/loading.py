@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from ftjax.io import atomic_dir
 from ftjax.models import convert
 from ftjax.models.config import ModelConfig, from_hf
 from ftjax.models.decoder import CausalLM
@@ -42,10 +41,14 @@ def hf_config(folder: Path) -> Any:
     return AutoConfig.from_pretrained(folder)
 
 
+def model_class(cfg: ModelConfig) -> type[CausalLM]:
+    """The LM class of a family: GPT-2's own blocks, or the shared rotary decoder."""
+    return GPT2LM if cfg.model_type == "gpt2" else CausalLM
+
+
 def build(cfg: ModelConfig, dtype: Any = jnp.float32, seed: int = 0) -> CausalLM:
     """A randomly initialised model of the right family."""
-    cls = GPT2LM if cfg.model_type == "gpt2" else CausalLM
-    return cls(cfg, dtype=dtype, rngs=nnx.Rngs(seed))
+    return model_class(cfg)(cfg, dtype=dtype, rngs=nnx.Rngs(seed))
 
 
 def _abstract(cfg: ModelConfig, dtype: Any) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
@@ -75,7 +78,7 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32)
         hf = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
         cfg = from_hf(hf)
         graphdef, params, rest = _abstract(cfg, dtype)
-        params = convert.from_state_dict(params, cfg, tensors, dtype)
+        params = convert.from_state_dict(params, cfg, model_class(cfg).layout, tensors, dtype)
     else:
         from safetensors import safe_open
 
@@ -84,7 +87,8 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32)
         graphdef, params, rest = _abstract(cfg, dtype)
         handles = [safe_open(f, framework="flax") for f in _safetensor_files(path)]
         where = {k: h for h in handles for k in h.keys()}
-        params = convert.load_into(params, cfg, list(where), lambda k: where[k].get_tensor(k), dtype)
+        params = convert.load_into(params, cfg, model_class(cfg).layout, list(where),
+                                   lambda k: where[k].get_tensor(k), dtype)
     return nnx.merge(graphdef, params, rest)
 
 
@@ -97,14 +101,7 @@ def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | No
     if any(v.dtype == jnp.bfloat16 for v in tensors.values()):
         tensors = {k: v.astype(np.float32) if v.dtype == jnp.bfloat16 else v for k, v in tensors.items()}
         # numpy safetensors cannot write bfloat16; float32 loses nothing and transformers casts on load
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(model.hf_config, indent=2, default=str))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -6,13 +6,13 @@
     save_adapter(model, "out/adapter"); export_peft(model, "out/peft")
 """
 
-from ftjax.peft.adapters import load_adapter, save_adapter
+from ftjax.peft.files import load_adapter, save_adapter
 from ftjax.peft.apply import apply_peft, find_targets, trainable_filter
 from ftjax.peft.config import default_config, peft_config
-from ftjax.peft.hf_peft import export_peft
-from ftjax.peft.hf_peft_import import import_peft
+from ftjax.peft.hf_export import export_peft
+from ftjax.peft.hf_import import import_peft
 from ftjax.peft.merge import merge, merged_model, unmerge
-from ftjax.peft.named import active_adapter, adapter_names, set_adapter, use_adapter
+from ftjax.peft.state import active_adapter, adapter_names, set_adapter, use_adapter
 from ftjax.peft.report import method_table, parameter_report
 
 __all__ = ["active_adapter", "adapter_names", "apply_peft", "default_config", "export_peft", "find_targets",

@@ -1,4 +1,5 @@
-"""`apply_peft`: add a named adapter to a model; target matching by name pattern; the trainable filter."""
+"""`apply_peft`: add a named adapter to a model (or rebuild one from its AdapterSpec); target matching by name
+pattern; the trainable filter. Only the model's declared hook points are used (ftjax/models/hooks.py)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,7 @@ from ftjax.peft.config import peft_config, target_patterns, validate
 from ftjax.peft.ia3 import IA3
 from ftjax.peft.layer import AdaptedLinear
 from ftjax.peft.lora import LoRA
-from ftjax.peft.named import AdapterSpec, adapter_names, set_adapter, use_adapter
-
-# (IA)3 paper: rescale keys, values and the feed-forward input; GPT-2 fuses q/k/v in c_attn.
-IA3_TARGETS = {"gpt2": "c_attn,mlp.c_proj"}
-IA3_DEFAULT_TARGETS = "k_proj,v_proj,down_proj"
-
+from ftjax.peft.state import AdapterSpec, adapter_names, set_adapter, use_adapter
 
 def apply_peft(model: nnx.Module, cfg: Any, rngs: nnx.Rngs | None = None) -> nnx.Module:
     """Add adapter `cfg.name` (method `cfg.method`) to `model` in place, make it active, and return the model.
@@ -40,12 +36,14 @@ def apply_peft(model: nnx.Module, cfg: Any, rngs: nnx.Rngs | None = None) -> nnx
     dtype = jnp.dtype(cfg.dtype)
     spec = AdapterSpec(name=cfg.name, method=cfg.method, dtype=cfg.dtype)
     if cfg.method in ("lora", "dora", "ia3"):
-        default = "all-linear" if cfg.method != "ia3" else IA3_TARGETS.get(model.config.model_type,
-                                                                           IA3_DEFAULT_TARGETS)
+        layout = model.layout
+        # (IA)3 paper: rescale keys, values and the feed-forward input
+        default = "all-linear" if cfg.method != "ia3" else ",".join(layout.key_value + layout.feedforward_out)
         targets = find_targets(model, cfg.targets or default)
         feedforward = ()
         if cfg.method == "ia3":
-            feedforward = tuple(t for t in targets if _matches(t, target_patterns(cfg.feedforward)))
+            ff = target_patterns(cfg.feedforward) or list(layout.feedforward_out)
+            feedforward = tuple(t for t in targets if _matches(t, ff))
         for path in targets:
             layer = _module(model, path)
             if not isinstance(layer, AdaptedLinear):
@@ -108,7 +106,7 @@ def find_targets(model: nnx.Module, targets: str) -> list[str]:
     """Resolve a targets string (see config.py) to linear-layer paths; a pattern matching nothing is an error."""
     layers = linear_layers(model)
     if targets == "all-linear":
-        return [p for p in layers if p != "lm_head"]
+        return [p for p in layers if p != model.layout.head]
     found = set()
     for pattern in target_patterns(targets):
         hits = [p for p in layers if _matches(p, [pattern])]
@@ -168,3 +166,27 @@ def trainable_filter(cfg: Any) -> Callable[[tuple[Any, ...], Any], bool]:
 
 def _in_adapter(path: tuple[Any, ...], name: str) -> bool:
     return any(a == "adapters" and b == name for a, b in zip(path, path[1:]))
+
+
+def add_adapter(model: nnx.Module, spec: AdapterSpec, rngs: nnx.Rngs | None = None) -> None:
+    """Create (randomly initialised) adapter structure matching `spec`; weights are filled in afterwards."""
+    layers = set(linear_layers(model))
+    missing = [t for t in spec.targets if t not in layers]
+    if missing:
+        raise ValueError(f"adapter {spec.name!r} targets {missing[0]}, which this model does not have")
+    overrides = {"method": spec.method, "name": spec.name, "dtype": spec.dtype,
+                 "unfreeze": "^(?:" + "|".join(re.escape(p) for p in spec.unfrozen) + ")$" if spec.unfrozen else ""}
+    if spec.targets:
+        overrides["targets"] = _exactly(spec.targets)
+    if spec.method == "ia3":
+        overrides["feedforward"] = _exactly(spec.feedforward)
+    elif spec.method in ("lora", "dora"):
+        overrides.update(rank=spec.rank, alpha=spec.alpha, dropout=spec.dropout, rslora=spec.rslora, init=spec.init)
+    else:
+        overrides["num_virtual_tokens"] = spec.num_virtual_tokens
+    apply_peft(model, peft_config(overrides), rngs)
+
+
+def _exactly(paths: tuple[str, ...]) -> str:
+    """A targets pattern matching exactly these module paths."""
+    return "re:" + ("|".join(re.escape(p) for p in paths) or "(?!)")

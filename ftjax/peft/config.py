@@ -6,7 +6,7 @@
                   output head), comma-separated names matched like PEFT (`q_proj`, `self_attn.o_proj`, a full
                   path), or 're:<regex>' matched in full against the dotted module path
     rank, alpha, dropout, rslora, init (kaiming | gaussian | pissa)   LoRA/DoRA
-    feedforward   (IA)3 layers whose input (not output) is scaled
+    feedforward   (IA)3 layers whose input (not output) is scaled ('' = the model's feed-forward output)
     num_virtual_tokens, init_text, tokenizer                           prompt/prefix tuning
     unfreeze      regex of base parameter paths trained as well (e.g. 'norm')
     freeze        regex of parameter paths never trained (e.g. 'embed_tokens' in full fine-tuning)
@@ -36,7 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.dropout = 0.0
     c.rslora = False
     c.init = "kaiming"
-    c.feedforward = "down_proj,mlp.c_proj"
+    c.feedforward = ""
     c.num_virtual_tokens = 20
     c.init_text = ""
     c.tokenizer = ""

@@ -6,7 +6,7 @@ from flax import nnx
 
 from ftjax.models.loading import build
 from ftjax.peft.layer import AdaptedLinear
-from ftjax.peft.named import active_adapter, adapter_hosts, adapter_spec
+from ftjax.peft.state import active_adapter, adapter_hosts, adapter_spec
 
 
 def merge(model: nnx.Module) -> None:

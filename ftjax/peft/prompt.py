@@ -5,8 +5,8 @@ sqrt(d) scale, like PEFT). Prefix tuning gives every attention layer n learned k
 rotated and normalised, i.e. what a KV cache holds) that every query attends to. In both, virtual tokens
 take positions 0..n-1 and real tokens are shifted to start at n, as PEFT does.
 
-Hooks: the backbone calls `prompt.prepend(...)` / `prompt.strip(h)` (a `VirtualTokens` module at
-`<backbone>.prompt`) and each attention calls `prefix(k, v, mask)` (a `PrefixKV` at `<attention>.prefix`).
+They fill the model's hook slots (ftjax/models/hooks.py): a `VirtualTokens` module in the backbone's `prompt`
+slot (its `prepend(...)` / `strip(h)`) and a `PrefixKV` in each attention's `prefix` slot (`prefix(k, v, mask)`).
 """
 
 from __future__ import annotations
@@ -91,15 +91,6 @@ class PrefixKV(nnx.Module):
         return jnp.concatenate([pk, k], 1), jnp.concatenate([pv, v], 1), jnp.concatenate([seen, mask], -1)
 
 
-def backbone(model: nnx.Module) -> nnx.Module:
-    return model.model  # CausalLM.model, or GPT2LM's `transformer` through its `model` property
-
-
-def attentions(model: nnx.Module) -> list[nnx.Module]:
-    blocks = backbone(model)
-    return [layer.attn for layer in blocks.h] if hasattr(blocks, "h") else [l.self_attn for l in blocks.layers]
-
-
 def add_prompt(model: nnx.Module, name: str, values: Array) -> None:
     hook = _hook(model)
     hook.adapters[name] = PromptEmbedding(values)
@@ -108,17 +99,16 @@ def add_prompt(model: nnx.Module, name: str, values: Array) -> None:
 def add_prefix(model: nnx.Module, name: str, keys: Array, values: Array) -> None:
     """keys/values [layers, n, kv_heads, head_dim]."""
     _hook(model).adapters[name] = PrefixLength(keys.shape[1])
-    for i, attn in enumerate(attentions(model)):
-        if not hasattr(attn, "prefix"):
+    for i, attn in enumerate(model.attention_layers()):
+        if attn.prefix is None:
             attn.prefix = PrefixKV()
         attn.prefix.adapters[name] = PrefixWeights(keys[i], values[i])
 
 
 def _hook(model: nnx.Module) -> VirtualTokens:
-    blocks = backbone(model)
-    if not hasattr(blocks, "prompt"):
-        blocks.prompt = VirtualTokens()
-    return blocks.prompt
+    if model.backbone.prompt is None:
+        model.backbone.prompt = VirtualTokens()
+    return model.backbone.prompt
 
 
 def random_prompt(model: nnx.Module, n: int, dtype: Any, rngs: nnx.Rngs) -> Array:
@@ -129,10 +119,7 @@ def random_prompt(model: nnx.Module, n: int, dtype: Any, rngs: nnx.Rngs) -> Arra
 
 def vocab_prompt(model: nnx.Module, ids: Any, dtype: Any) -> Array:
     """The embedding-layer outputs of `ids` (with Gemma's scale), the virtual tokens that mean that text."""
-    x = backbone(model).embed_tokens(jnp.asarray(ids, jnp.int32))
-    if model.config.embed_scale:
-        x = x * jnp.asarray(model.config.hidden_size ** 0.5, x.dtype)
-    return x.astype(dtype)
+    return model.embed(jnp.asarray(ids, jnp.int32)).astype(dtype)
 
 
 def vocab_prefix(model: nnx.Module, ids: Any, dtype: Any) -> tuple[Array, Array]:

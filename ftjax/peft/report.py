@@ -15,9 +15,9 @@ from flax import nnx
 
 from ftjax.models.config import ModelConfig
 from ftjax.models.loading import build
-from ftjax.peft.adapters import saved_variables
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.peft.config import METHODS, peft_config
+from ftjax.peft.state import saved_variables
 
 # Shapes of published models, for tables that need no weights (transformers config class, arguments).
 PRESETS = {

@@ -17,8 +17,7 @@ import numpy as np
 
 from ftjax.metrics.bootstrap import mean_statistic, with_ci
 from ftjax.review.rubric import PREFERENCES, columns
-from ftjax.textfile import write_text_atomic
-from ftjax.workdir import write_json_atomic
+from ftjax.io import write_json, write_text
 
 
 def read_sheet(path: str | Path, key: dict) -> tuple[str, dict[str, dict]]:
@@ -144,5 +143,5 @@ def write_summary(summary: dict, out_dir: str | Path) -> list[Path]:
         lines += ["", f"Items won: {p['items_won']}; two-sided sign test p = {p['sign_test_p']:.4f}; "
                       f"preference alpha (nominal) = {alpha(p['krippendorff_alpha'])}."]
     out = Path(out_dir)
-    return [write_json_atomic(out / "review_summary.json", summary),
-            write_text_atomic(out / "review_summary.md", "\n".join(lines) + "\n")]
+    return [write_json(out / "review_summary.json", summary),
+            write_text(out / "review_summary.md", "\n".join(lines) + "\n")]

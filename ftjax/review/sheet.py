@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ftjax.compare import align
+from ftjax.eval.compare import align
 from ftjax.review.rubric import KEY_FORMAT, Criterion, columns
-from ftjax.textfile import write_text_atomic
-from ftjax.workdir import write_json_atomic
+from ftjax.io import write_json, write_text
 
 
 def _prompt_text(row: dict) -> str:
@@ -66,9 +65,9 @@ def export_sheets(rows_a: Sequence[dict], out_dir: str | Path, rubric: list[Crit
     writer = csv.DictWriter(buffer, header)
     writer.writeheader()
     writer.writerows(sheet)
-    write_text_atomic(out / "sheet.csv", buffer.getvalue(), newline="")
-    write_text_atomic(out / "sheet.html", review_page(sheet, header, rubric, paired))
-    write_json_atomic(out / "key.json", key)
+    write_text(out / "sheet.csv", buffer.getvalue(), newline="")
+    write_text(out / "sheet.html", review_page(sheet, header, rubric, paired))
+    write_json(out / "key.json", key)
     return key
 
 

@@ -23,9 +23,9 @@ def schedule(kind: str, peak: float, total_steps: int, warmup_steps: int) -> opt
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup_steps), decay], [warmup_steps])
 
 
-def optimizer(train_cfg, total_steps: int) -> optax.GradientTransformation:
-    """AdamW over the trainable state; no weight decay on vectors (norms, biases, DoRA magnitudes)."""
-    lr = schedule(train_cfg.schedule, train_cfg.learning_rate, total_steps, train_cfg.warmup_steps)
+def optimizer(train_cfg, lr: optax.Schedule) -> optax.GradientTransformation:
+    """AdamW over the trainable state with learning-rate schedule `lr`; no weight decay on vectors (norms,
+    biases, DoRA magnitudes)."""
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
     chain = [optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=train_cfg.weight_decay, mask=decay_mask)]
     if train_cfg.max_grad_norm > 0:

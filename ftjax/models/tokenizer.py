@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ftjax.io import atomic_dir
 from ftjax.models.loading import resolve
 
 
@@ -35,12 +34,10 @@ def _cached_gguf_tokenizer(path: Path) -> Any:
         return AutoTokenizer.from_pretrained(cache)
     tokenizer = gguf_tokenizer(path)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", dir=path.parent))
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(cache, ignore_errors=True)
-        tmp.rename(cache)
+        with atomic_dir(cache) as tmp:
+            tokenizer.save_pretrained(tmp)
     except OSError:  # a read-only model folder: just convert every time
-        shutil.rmtree(tmp, ignore_errors=True)
+        pass
     return tokenizer
 
 

@@ -1,4 +1,4 @@
-"""Per-step metrics to `metrics.jsonl` and TensorBoard event files in the workdir (process 0 only).
+"""The metric log of a run: per-step metrics to `metrics.jsonl` and TensorBoard event files (process 0 only).
 
 On resume, lines logged after the restored step are dropped first, so the file reads as one clean run.
 """
@@ -8,26 +8,27 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import jax
+
+from ftjax.io import write_text
+from ftjax.workdir import Workdir
 
 
 class MetricWriter:
     def __init__(self, workdir: str | os.PathLike, resume_step: int = 0):
         self.enabled = jax.process_index() == 0
-        self.path = Path(workdir) / "metrics.jsonl"
+        wd = Workdir(workdir)
+        self.path = wd.metrics
         if not self.enabled:
             return
         if self.path.exists():
             keep = [line for line in self.path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in keep))
-            os.replace(tmp, self.path)
+            write_text(self.path, "".join(line + "\n" for line in keep))
         from tensorboardX import SummaryWriter
 
-        self.tb = SummaryWriter(str(Path(workdir) / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+        self.tb = SummaryWriter(str(wd.tensorboard), purge_step=resume_step + 1 if resume_step else None)
         self.file = self.path.open("a", encoding="utf-8")
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
@@ -48,8 +49,3 @@ class MetricWriter:
 
 def _plain(v):
     return v if isinstance(v, (str, bool, int)) else float(v)
-
-
-def read_metrics(workdir: str | os.PathLike) -> list[dict]:
-    path = Path(workdir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []

@@ -10,10 +10,9 @@ same code, so a `val_rouge_l` in metrics.jsonl is the `rouge_l` that `ftjax eval
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +21,18 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from ftjax.data.formats import encode
-from ftjax.data.sources import load_rows, parse_columns
-from ftjax.eval_set import EvalItem, encode_items, eval_items
-from ftjax.generate import Sampling, generate
-from ftjax.jsonl import write_jsonl_atomic
+from ftjax.data.config import label_set
+from ftjax.data.encode import encode
+from ftjax.eval.config import eval_settings
+from ftjax.eval.items import EvalItem, encode_items, eval_items
+from ftjax.eval.scoring import sequence_nll
+from ftjax.io import write_json, write_jsonl
 from ftjax.metrics.classification import OTHER, class_list
 from ftjax.metrics.suite import default_metrics, metric_report, parse_metrics, statistics
-from ftjax.metrics.text import SQUAD
-from ftjax.scoring import sequence_nll
-from ftjax.tokenizer import stop_token_ids
-from ftjax.workdir import write_json_atomic
+from ftjax.models.generate import Sampling, generate
+from ftjax.models.tokenizer import stop_token_ids
 
-# eval.* keys a workdir written before they existed gets (and their meaning; configs/sft.py sets them too)
-DEFAULTS = dict(max_new_tokens=16, batch_size=16, metrics="", normalize=SQUAD, bootstrap=1000)
 PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # mean metrics: a score per row
-
-
-def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """config.eval with missing keys filled from DEFAULTS."""
-    return ml_collections.ConfigDict({**DEFAULTS, **config.get("eval", {})})
-
-
-def label_set(config: ml_collections.ConfigDict) -> list[str] | None:
-    return [s.strip() for s in config.data.labels.split(",") if s.strip()] or None
 
 
 def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
@@ -66,7 +53,7 @@ def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
 def _score_items(model: nnx.Module, tokenizer: Any, items: Sequence[EvalItem], config: ml_collections.ConfigDict,
                  batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Teacher-forced NLL and target tokens per item, over every (prompt, reference) row of the item."""
-    labels, fmt = label_set(config), config.data.format
+    labels, fmt = label_set(config.data), config.data.format
     examples = [encode(r, tokenizer, fmt, config.data.max_length, labels) for item in items for r in item.rows]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     nll, count = sequence_nll(model, examples, batch_size, pad, progress=progress)
@@ -82,7 +69,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     `shots` (eval_set.pick_shots) are prepended to every prompt."""
     settings = eval_settings(config)
     t0 = time.perf_counter()
-    items, task = eval_items(rows, config.data.format, label_set(config))
+    items, task = eval_items(rows, config.data.format, label_set(config.data))
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
     texts, new_tokens = generate_texts(model, tokenizer, encode_items(tokenizer, items, shots),
                                        settings.max_new_tokens, settings.batch_size, progress)
@@ -97,7 +84,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
         for row, s, k in zip(predictions, nll, count):
             row |= {"nll": float(s), "tokens": int(k)}
     t2 = time.perf_counter()
-    classes = class_list([item.label for item in items], label_set(config)) if task == "classification" else None
+    classes = class_list([item.label for item in items], label_set(config.data)) if task == "classification" else None
     stats = statistics(predictions, names, settings.normalize, classes)
     for name in (n for n in PER_EXAMPLE if n in stats):
         for row, value in zip(predictions, stats[name].items[:, 0]):
@@ -120,33 +107,19 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
 def write_results(out_dir: str | Path, name: str, report: dict, predictions: Sequence[dict]) -> list[Path]:
     """`<name>.json`, `<name>_predictions.jsonl` (and `<name>_confusion.png` for classification), each atomic."""
     out_dir = Path(out_dir)
-    paths = [write_jsonl_atomic(out_dir / f"{name}_predictions.jsonl", predictions),
-             write_json_atomic(out_dir / f"{name}.json", report)]
+    paths = [write_jsonl(out_dir / f"{name}_predictions.jsonl", predictions),
+             write_json(out_dir / f"{name}.json", report)]
     if "classification" in report:
-        from ftjax.plots import confusion_plot
+        from ftjax.eval.plots import confusion_plot
 
         paths.append(confusion_plot(report["classification"], out_dir / f"{name}_confusion.png"))
     return paths
 
 
-@contextlib.contextmanager
-def base_model(model: nnx.Module, path: str, dtype: Any) -> Iterator[nnx.Module]:
-    """The model before fine-tuning: its adapters switched off, or the base reloaded from `path` when training
-    changed base weights (full fine-tuning, or an adapter with peft.unfreeze)."""
-    from ftjax.models import from_pretrained
-    from ftjax.peft.named import use_adapter
-
-    specs = getattr(model, "adapter_specs", ())
-    if specs and not any(s.unfrozen for s in specs):
-        with use_adapter(model, None):
-            yield model
-    else:
-        yield from_pretrained(path, dtype=dtype)
-
-
-def validation_metrics(model: nnx.Module, tokenizer: Any, config: ml_collections.ConfigDict) -> dict[str, float]:
-    """The trainer's hook: eval.metrics on the validation split (generation, no intervals), named val_<metric>."""
-    rows = load_rows(config.data.validation, parse_columns(config.data.columns))
+def validation_metrics(model: nnx.Module, tokenizer: Any, rows: Sequence[dict],
+                       config: ml_collections.ConfigDict) -> dict[str, float]:
+    """The trainer's task-metrics hook: eval.metrics on the validation rows (generation, no intervals), named
+    val_<metric>."""
     report, _ = evaluate_split(model, tokenizer, rows, config, metrics=config.eval.metrics, n_resamples=0,
                                progress=False)
     return {f"val_{k}": v["value"] for k, v in report["metrics"].items()}

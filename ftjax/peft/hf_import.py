@@ -1,4 +1,4 @@
-"""Import a Hugging Face PEFT adapter folder (layouts: see hf_peft.py) as a trainable ftjax adapter."""
+"""Import a Hugging Face PEFT adapter folder (layouts: see hf_export.py) as a trainable ftjax adapter."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from ftjax.models.convert import _transposed, nnx_to_hf_key
-from ftjax.peft.adapters import add_adapter, set_adapter_state
-from ftjax.peft.apply import linear_layers
-from ftjax.peft.hf_peft import PREFIX
-from ftjax.peft.named import AdapterSpec
+from ftjax.models.convert import nnx_to_hf_key, transposed
+from ftjax.peft.apply import add_adapter, linear_layers
+from ftjax.peft.hf_export import PREFIX
+from ftjax.peft.state import AdapterSpec, set_adapter_state
 
 SUPPORTED = ("LORA", "IA3", "PROMPT_TUNING", "PREFIX_TUNING")
 
@@ -74,18 +73,17 @@ def import_peft(model: nnx.Module, path: str | os.PathLike, name: str | None = N
         emb = raw["prompt_embeddings"]
         n = int(conf["num_virtual_tokens"])
         spec = AdapterSpec(name=name, method="prompt" if kind == "PROMPT_TUNING" else "prefix", num_virtual_tokens=n)
-        backbone = "transformer" if cfg.model_type == "gpt2" else "model"
         if kind == "PROMPT_TUNING":
-            tensors[f"{backbone}.prompt.embeddings"] = emb
+            tensors[f"{model.layout.backbone}.prompt.embeddings"] = emb
         else:
             shape = (n, cfg.num_layers, 2, cfg.num_kv_heads, cfg.head_dim)
             if emb.size != math.prod(shape):
                 raise ValueError(f"PEFT prefix {path} has shape {emb.shape}, which does not fit this base model")
             kv = emb.reshape(shape)
-            attn = "h.{}.attn" if cfg.model_type == "gpt2" else "layers.{}.self_attn"
             for i in range(cfg.num_layers):
-                tensors[f"{backbone}.{attn.format(i)}.prefix.key"] = kv[:, i, 0]
-                tensors[f"{backbone}.{attn.format(i)}.prefix.value"] = kv[:, i, 1]
+                attn = model.layout.attention_path(i)
+                tensors[f"{attn}.prefix.key"] = kv[:, i, 0]
+                tensors[f"{attn}.prefix.value"] = kv[:, i, 1]
     add_adapter(model, dataclasses.replace(spec, unfrozen=tuple(saved)), rngs)
     set_adapter_state(model, name, tensors | saved, str(path))
     return name
@@ -101,7 +99,7 @@ def _modules_to_save(model: nnx.Module, raw: dict[str, np.ndarray], modules: lis
         hf = key[len(PREFIX):]
         if key.startswith(PREFIX) and hf in base and any(hf.rsplit(".", 1)[0].endswith(m) for m in modules):
             p, value = base[hf], raw.pop(key)
-            out[".".join(map(str, p))] = value.T if _transposed(model.config, p) else value
+            out[".".join(map(str, p))] = value.T if transposed(model.layout, p) else value
     return out
 
 

@@ -37,7 +37,7 @@ def _nll(graphdef, state, ids, mask, weights, chunk: int):
 
 def sequence_nll(model: nnx.Module, examples: Sequence[dict], batch_size: int = 16, pad_id: int = 0,
                  chunk: int = 16, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(summed NLL [n], target token count [n]) for examples {"input_ids", "loss_mask"} (ftjax.data.formats)."""
+    """(summed NLL [n], target token count [n]) for examples {"input_ids", "loss_mask"} (ftjax.data.encode)."""
     if not examples:
         return np.zeros(0), np.zeros(0)
     graphdef, state = nnx.split(model)

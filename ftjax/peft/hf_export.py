@@ -1,4 +1,4 @@
-"""Hugging Face PEFT adapter folders (`adapter_config.json` + `adapter_model.safetensors`), both ways.
+"""Export an adapter as a Hugging Face PEFT folder (`adapter_config.json` + `adapter_model.safetensors`).
 
 PEFT keys are `base_model.model.<transformers module path>.<tensor>`; ftjax module paths equal the
 transformers ones. Layouts: lora_A.weight [r, in], lora_B.weight [out, r] (also for GPT-2's Conv1D layers,
@@ -6,7 +6,7 @@ where only the base weight is [in, out] and the config says fan_in_fan_out), lor
 ia3_l [out, 1] or [1, in] for feed-forward layers, prompt_embeddings [n, hidden] (prompt tuning) or
 [n, layers * 2 * kv_heads * head_dim] (prefix tuning: per layer, keys then values); base weights trained too
 (peft.unfreeze) travel as PEFT's modules_to_save. The written config uses only long-standing keys, so older
-PEFT versions load it too.
+PEFT versions load it too. hf_import.py reads the same layouts back.
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from flax import nnx
 
-from ftjax.models.convert import _transposed, nnx_to_hf_key
-from ftjax.peft.adapters import adapter_state, atomic_dir, to_numpy
+from ftjax.io import atomic_dir
+from ftjax.models.convert import nnx_to_hf_key, transposed
 from ftjax.peft.apply import linear_layers
-from ftjax.peft.named import AdapterSpec, active_adapter, adapter_spec
+from ftjax.peft.state import AdapterSpec, active_adapter, adapter_spec, adapter_state, to_numpy
 
 PREFIX = "base_model.model."
 
@@ -39,7 +38,7 @@ def export_peft(model: nnx.Module, out_dir: str | os.PathLike, name: str | None 
         raise ValueError("the model has no active adapter to export")
     spec = adapter_spec(model, name)
     state = {k: to_numpy(v) for k, v in adapter_state(model, name).items()}
-    cfg = model.config
+    cfg, layout = model.config, model.layout
     base = base_model_name_or_path or (getattr(model, "hf_config", None) or {}).get("_name_or_path") or None
     common = {"task_type": "CAUSAL_LM", "base_model_name_or_path": base, "inference_mode": True}
     tensors: dict[str, np.ndarray] = {}
@@ -59,7 +58,7 @@ def export_peft(model: nnx.Module, out_dir: str | os.PathLike, name: str | None 
         alpha = scale * (math.sqrt(rank) if spec.rslora else rank)  # keeps s when the rank doubled
         names, _ = _module_names(model, spec.targets, ())
         config = {**common, "peft_type": "LORA", "r": rank, "lora_alpha": alpha, "lora_dropout": spec.dropout,
-                  "target_modules": names, "fan_in_fan_out": cfg.model_type == "gpt2", "bias": "none",
+                  "target_modules": names, "fan_in_fan_out": layout.hf_kernels_in_out, "bias": "none",
                   "init_lora_weights": True, "modules_to_save": None}
         if spec.rslora:
             config["use_rslora"] = True
@@ -71,12 +70,12 @@ def export_peft(model: nnx.Module, out_dir: str | os.PathLike, name: str | None 
             tensors[f"{PREFIX}{path}.ia3_l"] = v[None, :] if path in spec.feedforward else v[:, None]
         names, ff = _module_names(model, spec.targets, spec.feedforward)
         config = {**common, "peft_type": "IA3", "target_modules": names, "feedforward_modules": ff,
-                  "fan_in_fan_out": cfg.model_type == "gpt2", "init_ia3_weights": True, "modules_to_save": None}
+                  "fan_in_fan_out": layout.hf_kernels_in_out, "init_ia3_weights": True, "modules_to_save": None}
     elif spec.method == "prompt":
         tensors["prompt_embeddings"] = next(v for k, v in state.items() if k.endswith("prompt.embeddings"))
         config = {**common, **_prompt_dims(cfg, spec), "peft_type": "PROMPT_TUNING", "prompt_tuning_init": "RANDOM"}
     else:
-        keys, values = _prefix_arrays(state, cfg.num_layers)
+        keys, values = _prefix_arrays(state, model)
         n = spec.num_virtual_tokens
         tensors["prompt_embeddings"] = np.stack([keys, values], 2).transpose(1, 0, 2, 3, 4).reshape(n, -1)
         dims = _prompt_dims(cfg, spec)
@@ -89,7 +88,7 @@ def export_peft(model: nnx.Module, out_dir: str | os.PathLike, name: str | None 
         for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
             if ".".join(map(str, path[:-1])) in modules:
                 arr = to_numpy(var[...])
-                tensors[PREFIX + nnx_to_hf_key(path)] = arr.T if _transposed(cfg, path) else arr
+                tensors[PREFIX + nnx_to_hf_key(path)] = arr.T if transposed(layout, path) else arr
         config["modules_to_save"] = modules
     out = Path(out_dir)
     with atomic_dir(out) as tmp:
@@ -104,15 +103,10 @@ def _prompt_dims(cfg: Any, spec: AdapterSpec) -> dict[str, Any]:
             "num_transformer_submodules": 1, "num_attention_heads": cfg.num_heads, "num_layers": cfg.num_layers}
 
 
-def _prefix_arrays(state: dict[str, np.ndarray], num_layers: int) -> tuple[np.ndarray, np.ndarray]:
+def _prefix_arrays(state: dict[str, np.ndarray], model: nnx.Module) -> tuple[np.ndarray, np.ndarray]:
     """[layers, n, kv_heads, head_dim] keys and values from the per-attention prefix tensors."""
-    by_layer = {}
-    for key, v in state.items():
-        m = re.search(r"\.(\d+)\.(?:self_)?attn\.prefix\.(key|value)$", key)
-        if m:
-            by_layer[int(m.group(1)), m.group(2)] = v
-    return (np.stack([by_layer[i, "key"] for i in range(num_layers)]),
-            np.stack([by_layer[i, "value"] for i in range(num_layers)]))
+    paths = [model.layout.attention_path(i) for i in range(model.config.num_layers)]
+    return (np.stack([state[f"{p}.prefix.key"] for p in paths]), np.stack([state[f"{p}.prefix.value"] for p in paths]))
 
 
 def _module_names(model: nnx.Module, targets: tuple[str, ...], ff: tuple[str, ...]) -> tuple[list[str], list[str]]:

@@ -14,12 +14,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ftjax.jsonl import read_jsonl
+from ftjax.io import read_jsonl, write_json, write_text
 from ftjax.metrics.bootstrap import paired_test
 from ftjax.metrics.suite import LOWER_IS_BETTER, statistics
-from ftjax.metrics_writer import read_metrics
-from ftjax.textfile import write_text_atomic
-from ftjax.workdir import write_json_atomic
+from ftjax.workdir import read_metrics
 
 
 def load_result(spec: str | Path, split: str = "test") -> dict:
@@ -66,7 +64,7 @@ def paired_metrics(rows_a: Sequence[dict], rows_b: Sequence[dict], names: Sequen
 def compare_runs(spec_a: str, spec_b: str, out_dir: str | Path, split: str = "test", n_resamples: int = 1000,
                  n_examples: int = 5) -> dict:
     """Write the comparison of run B against run A into `out_dir`; returns what compare.json holds."""
-    from ftjax.plots import loss_curves, metric_bars
+    from ftjax.eval.plots import loss_curves, metric_bars
 
     a, b = load_result(spec_a, split), load_result(spec_b, split)
     if a["name"] == b["name"]:
@@ -85,9 +83,9 @@ def compare_runs(spec_a: str, spec_b: str, out_dir: str | Path, split: str = "te
                "metrics": {m: {"a": ra["metrics"][m], "b": rb["metrics"][m], "difference": tests[m]} for m in names},
                "test": f"paired approximate randomization, {n_resamples} permutations; intervals: paired bootstrap",
                "examples": _disagreements(a["predictions"], align(a["predictions"], b["predictions"]), n_examples)}
-    write_json_atomic(out / "compare.json", summary)
-    write_text_atomic(out / "compare.md", _markdown(summary, {k: p.name for k, p in figures.items()}))
-    write_text_atomic(out / "compare.html", _html(summary, figures))
+    write_json(out / "compare.json", summary)
+    write_text(out / "compare.md", _markdown(summary, {k: p.name for k, p in figures.items()}))
+    write_text(out / "compare.html", _html(summary, figures))
     return summary
 
 

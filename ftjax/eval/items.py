@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ftjax.data.fields import check_row, prompt_and_target, resolve_format
+from ftjax.data.formats import check_row, prompt_and_target, resolve_format
 from ftjax.data.sources import where
-from ftjax.tokenizer import encode_prompt
+from ftjax.models.tokenizer import encode_prompt
 
 
 @dataclasses.dataclass

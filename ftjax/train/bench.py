@@ -1,4 +1,4 @@
-"""Time the trainer's own sharded step (`train.build`): step time, tokens/s, model FLOPs utilisation, peak memory.
+"""Time the trainer's own sharded step (`setup.setup`): step time, tokens/s, model FLOPs utilisation, peak memory.
 
 Model FLOPs of one step, counted from the model's shapes (what MFU divides; recomputation from remat and the
 chunked loss, and padding positions, are not useful work and are not counted):
@@ -31,10 +31,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from ftjax import sharding, train
-from ftjax.data.pipeline import Batches
+from ftjax import sharding
 from ftjax.models.config import ModelConfig
-from ftjax.tokenizer import load_tokenizer
+from ftjax.train.batches import load_data, step_batch, train_batches
+from ftjax.train.setup import TrainSetup, setup
 
 # Dense bf16 FLOP/s of one JAX device (a TPU v4/v5p chip is one megacore device), matched in order against
 # `device_kind`; vendor data sheets (NVIDIA: SXM parts without sparsity).
@@ -69,10 +69,10 @@ def cpu_matmul_peak(dtype: Any = jnp.float32, n: int = 2048, seconds: float = 2.
     return 2 * n ** 3 / best
 
 
-def matmul_params(run: train.Run, adapter: str) -> tuple[int, int, bool]:
-    """(N_frozen, N_trainable, whether the output head trains) of a built run."""
+def matmul_params(run: TrainSetup, adapter: str) -> tuple[int, int, bool]:
+    """(N_frozen, N_trainable, whether the output head trains) of a set-up run."""
     cfg, counts, head_trains = run.model_config, [0, 0], False
-    for i, state in enumerate((run.rest, run.trainable)):
+    for i, state in enumerate((run.state.frozen, run.state.trainable)):
         for path, v in nnx.to_flat_state(state):
             keys = [str(k) for k in path]
             if keys[0] == "lm_head" or (cfg.tie_embeddings and keys[-1] == "embedding"
@@ -99,25 +99,21 @@ def peak_memory() -> tuple[int, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process peak RSS"
 
 
-def run(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 3) -> dict[str, Any]:
-    """Build the run as `ftjax train` does, take `warmup` steps (compilation), then time `steps` steps."""
+def measure(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 3) -> dict[str, Any]:
+    """Set the run up as `ftjax train` does, take `warmup` steps (compilation), then time `steps` steps."""
     if steps < 1 or warmup < 1:
         raise ValueError(f"need steps >= 1 and warmup >= 1, got {steps} and {warmup}")
     tc = config.train
-    tokenizer = load_tokenizer(config.model.path)
-    examples = train.load_split(config.data.train, config, tokenizer)
-    r = train.build(config, total_steps=warmup + steps)
+    data = load_data(config, validation=False)
+    r = setup(config, total_steps=warmup + steps)
     shards = r.shards
-    batches = Batches(examples, batch_size=shards.rows // shards.count, seq_len=config.data.max_length,
-                      seed=tc.seed, pack=config.data.pack, shard_index=shards.index, shard_count=shards.count,
-                      pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-    trainable, opt_state, rng = r.trainable, r.opt_state, r.rng
+    batches = train_batches(data.train, config, shards, data.pad_id)
+    state = r.state
     times, tokens, targets, seq_len = [], 0, 0, 0
     for i in range(warmup + steps):
         t = time.perf_counter()
-        batch = train.step_batch(batches, tc.grad_accum_steps, shards)
-        trainable, opt_state, rng, m = r.train_step(trainable, opt_state, rng, r.rest,
-                                                    sharding.put_batch(batch, r.batch_shardings))
+        batch = step_batch(batches, tc.grad_accum_steps, shards)
+        state, m = r.train_step(state, sharding.put_batch(batch, r.batch_shardings))
         loss = float(m["loss"])  # waits for the step, as the trainer does
         if i >= warmup:
             times.append(time.perf_counter() - t)

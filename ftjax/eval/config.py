@@ -1,0 +1,24 @@
+"""The `eval` block of an experiment config, read by `ftjax eval` and the trainer's validation hook.
+
+    max_new_tokens, batch_size   greedy generation per prompt
+    metrics      task metrics generated on the validation split during training (val_<name>, usable by
+                 early stopping), e.g. "rouge_l,exact_match" or "accuracy"; "" = loss metrics only
+    normalize    text normalisation before exact match / token F1
+    bootstrap    resamples for the 95% intervals (0 = none)
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ftjax.metrics.text import SQUAD
+
+
+def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(max_new_tokens=16, batch_size=16, metrics="", normalize=SQUAD,
+                                          bootstrap=1000))
+
+
+def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """config.eval with the keys a workdir written before they existed lacks filled from the defaults."""
+    return ml_collections.ConfigDict({**default_config().to_dict(), **config.get("eval", {})})

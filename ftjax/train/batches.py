@@ -1,0 +1,73 @@
+"""A run's data: the tokenized splits and the batches a train step takes (shared by the trainer and bench)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from ftjax import distributed
+from ftjax.data.config import label_set
+from ftjax.data.encode import encode_all
+from ftjax.data.pipeline import Batches
+from ftjax.data.sources import load_rows, parse_columns
+from ftjax.loss import target_positions
+from ftjax.models.tokenizer import load_tokenizer
+
+
+@dataclasses.dataclass
+class RunData:
+    tokenizer: Any
+    pad_id: int
+    train: list[dict]  # encoded examples {"input_ids", "loss_mask"}
+    validation: list[dict]  # encoded examples ([] without a validation split)
+    validation_rows: list[dict]  # the raw validation rows, for generated task metrics
+
+
+def load_split(spec: str, config: ml_collections.ConfigDict, tokenizer: Any) -> tuple[list[dict], list[dict]]:
+    """(rows, encoded examples with loss masks) of one split; an empty split is an error."""
+    rows = load_rows(spec, parse_columns(config.data.columns))
+    if not rows:
+        raise ValueError(f"{spec}: no rows")
+    return rows, encode_all(rows, tokenizer, config.data.format, config.data.max_length, label_set(config.data))
+
+
+def load_data(config: ml_collections.ConfigDict, validation: bool = True) -> RunData:
+    """The tokenizer and the train (and validation) split, each read from disk once."""
+    tokenizer = load_tokenizer(config.model.path)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    _, train = load_split(config.data.train, config, tokenizer)
+    rows, examples = (load_split(config.data.validation, config, tokenizer) if validation and config.data.validation
+                      else ([], []))
+    return RunData(tokenizer, pad_id, train, examples, rows)
+
+
+def train_batches(examples: list[dict], config: ml_collections.ConfigDict, shards: distributed.DataShards,
+                  pad_id: int) -> Batches:
+    """This process's micro-batches of the training split: shuffled by the run's seed, packed if configured."""
+    return Batches(examples, batch_size=shards.rows // shards.count, seq_len=config.data.max_length,
+                   seed=config.train.seed, pack=config.data.pack, shard_index=shards.index,
+                   shard_count=shards.count, pad_id=pad_id)
+
+
+def step_batch(batches: Batches, accum: int, shards: distributed.DataShards | None = None) -> dict[str, np.ndarray]:
+    """`accum` micro-batches stacked [accum, micro, ...], plus the gathered target positions per micro-batch.
+    With several processes the positions index the global micro-batch, so every process needs all loss masks."""
+    micro = [next(batches) for _ in range(accum)]
+    batch = {k: np.stack([m[k] for m in micro]) for k in ("inputs", "targets", "positions", "attention_mask",
+                                                          "segment_ids", "loss_mask")}
+    loss_mask = batch.pop("loss_mask")
+    batch["index"], batch["valid"] = target_positions(shards.gather(loss_mask, 1) if shards else loss_mask)
+    return batch
+
+
+def eval_batches(examples: list[dict], config: ml_collections.ConfigDict, pad_id: int):
+    """The validation examples once, in order, as batches with their target positions."""
+    batches = Batches(examples, batch_size=config.train.eval_batch_size, seq_len=config.data.max_length,
+                      seed=0, shuffle=False, num_epochs=1, pad_id=pad_id, drop_remainder=False)
+    for b in batches:
+        b = dict(b)
+        b["index"], b["valid"] = target_positions(b.pop("loss_mask"))
+        yield b

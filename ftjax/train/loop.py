@@ -1,0 +1,152 @@
+"""Supervised fine-tuning, top to bottom: `main(config, workdir)`.
+
+    ftjax train --config=configs/sft.py --workdir=runs/demo [--config.train.steps=100 ...]
+
+Read and tokenize the splits, set the run up on the mesh (setup.py), restore the newest checkpoint if the
+workdir has one, then loop: step, log, evaluate on the validation split, early-stop, save. A project that needs
+another loop copies this file into `experiments/<name>/` rather than subclassing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import ml_collections
+from tqdm import tqdm
+
+from ftjax import distributed, sharding
+from ftjax.data.pipeline import Batches
+from ftjax.io import write_json
+from ftjax.train.batches import RunData, eval_batches, load_data, step_batch, train_batches
+from ftjax.train.checkpoints import Checkpoints, abstract
+from ftjax.train.early_stopping import EarlyStopping
+from ftjax.train.metric_log import MetricWriter
+from ftjax.train.setup import TrainSetup, setup
+from ftjax.train.state import TrainState, rng_counts, set_rng_counts
+from ftjax.workdir import Workdir
+
+log = logging.getLogger("ftjax.train")
+TaskMetrics = Callable[..., dict]  # (model, tokenizer, rows, config) -> {"val_<metric>": value}
+
+
+def main(config: ml_collections.ConfigDict, workdir: str | Path, task_metrics: TaskMetrics | None = None) -> dict:
+    """Train; returns the summary also written to `workdir/summary.json`. `task_metrics` computes
+    config.eval.metrics on the validation rows (the commands pass ftjax.eval.runner.validation_metrics)."""
+    tc, es = config.train, config.train.early_stopping
+    if config.eval.metrics and task_metrics is None:
+        raise ValueError("eval.metrics needs a task-metrics hook: pass ftjax.eval.runner.validation_metrics")
+    data = load_data(config)  # a bad file or row stops the run before anything is written
+    total_steps = tc.steps or tc.epochs * max(len(data.train) // tc.batch_size, 1)
+    run = setup(config, total_steps)
+    wd = Workdir(workdir)
+    wd.root.mkdir(parents=True, exist_ok=True)
+    is_main = jax.process_index() == 0
+    if is_main:
+        write_json(wd.config, config.to_dict())
+    ckpts = Checkpoints(wd.checkpoints, keep=config.checkpoint.keep, metric=es.metric if data.validation else None,
+                        mode=es.mode, async_save=config.checkpoint.async_save)
+    stopper = EarlyStopping(es.metric, es.mode, es.patience, es.min_delta)
+    batches = train_batches(data.train, config, run.shards, data.pad_id)
+    start, state = resume(ckpts, run, batches, stopper)
+    writer = MetricWriter(wd.root, resume_step=start)
+    bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", file=sys.stderr, disable=not is_main,
+               dynamic_ncols=True)
+    t0, throughput, step, last = time.perf_counter(), Throughput(), start, {}
+    for step in range(start + 1, total_steps + 1):
+        batch = step_batch(batches, tc.grad_accum_steps, run.shards)
+        state, m = run.train_step(state, sharding.put_batch(batch, run.batch_shardings))
+        m = {k: float(v) for k, v in m.items()}
+        m["tokens_per_s"] = throughput.update(int(batch["attention_mask"].sum()) * run.shards.count)
+        if not math.isfinite(m["loss"]):
+            ckpts.close()
+            raise FloatingPointError(f"loss is {m['loss']} at step {step}; stopping (last checkpoint: "
+                                     f"{max(ckpts.all_steps(), default='none')})")
+        m["learning_rate"] = float(run.learning_rate(step - 1))
+        bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}")
+        bar.update(1)
+        evaluated = None
+        if data.validation and (step % tc.eval_every == 0 or step == total_steps):
+            evaluated = validate(run, state, data, config, task_metrics)
+            m |= evaluated
+            stopper.update(step, evaluated)
+            bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in evaluated.items()))
+        if step % tc.log_every == 0 or evaluated:
+            writer.write(step, m)
+        last = m
+        if step % config.checkpoint.every == 0 or step == total_steps or evaluated or stopper.should_stop:
+            save(ckpts, step, state, batches, stopper, evaluated)
+        if stopper.should_stop:
+            bar.write(f"early stopping at step {step}: no {es.metric} improvement in {es.patience} evaluations "
+                      f"(best {stopper.best:.4f} at step {stopper.best_step})")
+            break
+    bar.close()
+    ckpts.close()
+    writer.close()
+    summary = {"steps": step, "total_steps": total_steps, "stopped_early": stopper.should_stop,
+               "best_step": stopper.best_step, "best": stopper.best, "metric": es.metric,
+               "final": last, "parameters": run.counts, "train_examples": len(data.train),
+               "validation_examples": len(data.validation), "seconds": time.perf_counter() - t0}
+    if is_main:
+        write_json(wd.summary, summary)
+    return summary
+
+
+class Throughput:
+    """Tokens per second since the end of the first step (which compiles, so it is not counted)."""
+
+    def __init__(self):
+        self.start: float | None = None
+        self.tokens = 0
+
+    def update(self, tokens: int) -> float:
+        if self.start is None:
+            self.start = time.perf_counter()
+        else:
+            self.tokens += tokens  # other processes' shards: about as many
+        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
+
+
+def resume(ckpts: Checkpoints, run: TrainSetup, batches: Batches, stopper: EarlyStopping) -> tuple[int, TrainState]:
+    """(step, state) of the newest readable checkpoint, with the data position, RNG counts and early-stopping
+    record restored; (0, the fresh state) when there is none."""
+    state = run.state
+    restored = ckpts.restore(abstract(state.trainable, run.shardings.trainable),
+                             abstract(state.opt_state, run.shardings.opt_state))
+    if not restored:
+        return 0, state
+    start, trainable, opt_state, meta = restored
+    if len(meta["data"]) != jax.process_count():
+        raise ValueError(f"the checkpoint at step {start} was written by {len(meta['data'])} processes, this "
+                         f"run has {jax.process_count()}; resume with as many")
+    batches.set_state(meta["data"][jax.process_index()])
+    stopper.load(meta["early_stopping"])
+    log.info("resumed from step %d", start)
+    return start, TrainState(trainable, opt_state, set_rng_counts(state.rng, meta["rng_counts"]), state.frozen)
+
+
+def save(ckpts: Checkpoints, step: int, state: TrainState, batches: Batches, stopper: EarlyStopping,
+         metrics: dict | None) -> None:
+    meta = {"step": step, "data": distributed.allgather_json(batches.get_state()),  # one state per process
+            "rng_counts": rng_counts(state.rng), "early_stopping": stopper.state()}
+    ckpts.save(step, state.trainable, state.opt_state, meta, metrics)
+
+
+def validate(run: TrainSetup, state: TrainState, data: RunData, config: ml_collections.ConfigDict,
+             task_metrics: TaskMetrics | None) -> dict[str, float]:
+    """Validation loss, perplexity and next-token accuracy over the target tokens of every example, plus the
+    generated task metrics of config.eval.metrics."""
+    nll = n = hits = 0.0
+    for b in eval_batches(data.validation, config, data.pad_id):
+        s, k, h = run.eval_step(state, run.place_eval(b))
+        nll, n, hits = nll + float(s), n + float(k), hits + float(h)
+    loss = nll / max(n, 1.0)
+    out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)), "val_token_accuracy": hits / max(n, 1.0)}
+    if config.eval.metrics:
+        out |= task_metrics(run.eval_model(state), data.tokenizer, data.validation_rows, config)
+    return out

@@ -1,0 +1,100 @@
+"""Set a run up on the mesh: load the model, add the adapter, place the train state by the sharding rules, and
+jit the steps with explicit shardings. What `loop.main` trains with and `ftjax bench` times."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from ftjax import distributed, sharding
+from ftjax.models import from_pretrained
+from ftjax.models.config import ModelConfig
+from ftjax.peft.apply import apply_peft, trainable_filter
+from ftjax.peft.report import parameter_report
+from ftjax.train.optimizer import optimizer, schedule
+from ftjax.train.state import TrainState
+from ftjax.train.step import make_eval_step, make_train_step
+
+log = logging.getLogger("ftjax.train")
+ROWS = ("inputs", "targets", "positions", "attention_mask", "segment_ids")  # batch arrays split over rows
+
+
+@dataclasses.dataclass
+class TrainSetup:
+    model_config: ModelConfig
+    counts: dict  # parameter_report: base, trainable
+    mesh: jax.sharding.Mesh
+    shards: distributed.DataShards  # which micro-batch rows this process loads
+    state: TrainState  # the arrays, placed on the mesh
+    shardings: TrainState  # their NamedShardings
+    learning_rate: optax.Schedule  # the optimizer's schedule (logged per step)
+    batch_shardings: dict[str, NamedSharding]  # train batches [accum, micro, ...]
+    eval_shardings: dict[str, NamedSharding]  # validation batches [batch, ...]
+    eval_graphdef: nnx.GraphDef  # the model in eval mode (no dropout), for generation
+    train_step: Any  # (state, batch) -> (state, metrics); the state is donated
+    eval_step: Any  # (state, batch) -> (nll sum, targets, hits)
+
+    def eval_model(self, state: TrainState) -> nnx.Module:
+        """The model in eval mode with `state`'s weights (for generation)."""
+        return nnx.merge(self.eval_graphdef, state.trainable, state.rng, state.frozen)
+
+    def place_eval(self, batch: dict) -> dict[str, jax.Array]:
+        return jax.device_put({k: batch[k] for k in self.eval_shardings}, self.eval_shardings)
+
+
+def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
+    """The unsharded model is dropped on return."""
+    tc = config.train
+    model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
+    model.set_remat(config.model.remat)
+    apply_peft(model, config.peft, nnx.Rngs(tc.seed))
+    counts = parameter_report(model, config.peft)
+    log.info("parameters: %s trainable of %s base (%.4f%%)", f"{counts['trainable_params']:,}",
+             f"{counts['base_params']:,}", counts["trainable_percent"])
+
+    # Mesh and shardings: parameters by their logical axes, batches over data x fsdp.
+    mesh = sharding.make_mesh(config.mesh.shape)
+    rules = sharding.check_rules(config.mesh.rules)
+    replicated = NamedSharding(mesh, P())
+    micro = tc.batch_size // tc.grad_accum_steps  # global micro-batch; each process loads its rows
+    replicas = mesh.shape["data"] * mesh.shape["fsdp"]
+    if tc.batch_size % tc.grad_accum_steps or micro % replicas:
+        raise ValueError(f"train.batch_size={tc.batch_size} must split into grad_accum_steps={tc.grad_accum_steps} "
+                         f"micro-batches divisible by data x fsdp = {replicas}")
+    shards = distributed.DataShards(mesh, micro)
+    model.train()
+    graphdef, trainable, rng, frozen = nnx.split(model, trainable_filter(config.peft), nnx.RngState, ...)
+    model.eval()
+    eval_graphdef = nnx.graphdef(model)
+    shard = lambda tree: sharding.state_shardings(tree, mesh, rules)
+    trainable, frozen = jax.device_put(trainable, shard(trainable)), jax.device_put(frozen, shard(frozen))
+    rng = jax.device_put(rng, replicated)
+
+    learning_rate = schedule(tc.schedule, tc.learning_rate, total_steps, tc.warmup_steps)
+    tx = optimizer(tc, learning_rate)
+    placed = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
+    # optimizer moments sharded like their parameters, step counters replicated
+    opt_shardings = optax.tree_map_params(tx, lambda _, s: s, jax.eval_shape(tx.init, trainable), placed(trainable),
+                                          transform_non_params=lambda _: replicated)
+    opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(trainable)
+    state = TrainState(trainable, opt_state, rng, frozen)
+    shardings = TrainState(placed(trainable), opt_shardings, placed(rng), placed(frozen))
+    positions = {"index": replicated, "valid": replicated}  # flat target positions into the whole micro-batch
+    batch_shardings = {k: NamedSharding(mesh, P(None, sharding.BATCH_AXES)) for k in ROWS} | positions
+    train_step = jax.jit(make_train_step(graphdef, tx, tc.loss_chunk), donate_argnums=0,
+                         in_shardings=(shardings, batch_shardings), out_shardings=(shardings, replicated))
+    # every process builds the whole validation batch; its rows split over data x fsdp when they divide
+    eval_rows = P(sharding.BATCH_AXES) if tc.eval_batch_size % replicas == 0 else P()
+    eval_shardings = {k: NamedSharding(mesh, eval_rows) for k in ROWS} | positions
+    eval_step = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk), out_shardings=replicated,
+                        in_shardings=(shardings, eval_shardings))
+    return TrainSetup(model.config, counts, mesh, shards, state, shardings, learning_rate, batch_shardings,
+                      eval_shardings, eval_graphdef, train_step, eval_step)
