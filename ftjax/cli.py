@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         fail(f"ftjax {name}: error: {one_line(e)}")
-    except KeyboardInterrupt:
-        print(f"ftjax {name}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if debug:
+            raise
+        print(f"ftjax {name}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         sys.exit(130)
 
 

@@ -8,6 +8,7 @@ a file in configs/ composes them and sets what its experiment changes.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,20 @@ def load_config_file(path: str | os.PathLike, variant: str | None = None) -> ml_
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(variant) if variant else module.get_config()
+
+
+def at_least(block: ml_collections.ConfigDict, name: str, minimum: float, *keys: str) -> None:
+    """A one-line ValueError unless every `block[key]` is a finite number >= minimum (`name` prefixes the key)."""
+    for key in keys:
+        value = block[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < minimum:
+            raise ValueError(f"{name}.{key}={value!r}: must be a number >= {minimum:g}")
+
+
+def one_of(block: ml_collections.ConfigDict, name: str, key: str, choices: tuple[str, ...]) -> None:
+    if block[key] not in choices:
+        raise ValueError(f"{name}.{key}={block[key]!r}: choose from {', '.join(choices)}")
 
 
 def set_dotted(config: ml_collections.ConfigDict, key: str, value: Any) -> None:

@@ -3,6 +3,8 @@
     config.json        the resolved config the run trains with
     metrics.jsonl      one JSON object per logged step
     summary.json       the final figures of the last completed `ftjax train`
+    starts.jsonl       one line per `ftjax train` start: when, where, whether it resumed, what config changed
+    train.lock         present while an `ftjax train` writes the folder (its host and pid)
     tensorboard/       TensorBoard event files
     checkpoints/       Orbax checkpoints (checkpoints.unreadable/ holds any set aside)
     eval/              `ftjax eval` results: <split>.json, <split>_predictions.jsonl, plots
@@ -28,6 +30,13 @@ class Workdir:
         self.tensorboard = self.root / "tensorboard"
         self.checkpoints = self.root / "checkpoints"
         self.eval = self.root / "eval"
+        self.starts = self.root / "starts.jsonl"
+        self.lock = self.root / "train.lock"
+
+    def trained(self) -> bool:
+        """Whether any step was trained here: a checkpoint or a logged step."""
+        steps = self.checkpoints.is_dir() and any(p.name.isdigit() for p in self.checkpoints.iterdir())
+        return steps or (self.metrics.is_file() and self.metrics.stat().st_size > 0)
 
 
 def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:

@@ -88,6 +88,7 @@ def main(argv: list[str]) -> None:
     t0 = time.perf_counter()
     # config and rows first: bad input stops the run before a model is loaded or anything is written
     config = _config()
+    eval_config.check(config.eval)
     spec = config.data.get(FLAGS.split, "")
     if not spec:
         raise ValueError(f"config has no data.{FLAGS.split}; pass --config.data.{FLAGS.split}=PATH")

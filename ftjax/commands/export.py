@@ -5,10 +5,14 @@ model (`PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), DI
 transformers model folder with the LoRA/DoRA/(IA)3 adapter folded into the weights. `adapter`: an ftjax
 adapter folder (adapter.json + safetensors). `--workdir` takes the base model and adapter of a training run
 from one of its checkpoints; `--adapter` is an ftjax adapter folder (or a PEFT one, e.g. to merge it). The
-output appears only when complete (temp dir, rename).
+output appears only when complete (temp dir, rename). An existing --out is refused unless --overwrite; an --out
+that is, holds or lies inside the run, the adapter or the base model is always refused. `merged` includes the
+base model's tokenizer, so `ftjax generate --model=OUT` and transformers can use the folder as it is.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from absl import flags
 
@@ -18,7 +22,8 @@ flags.DEFINE_string("checkpoint", "best", "with --workdir: best, last or a step 
 flags.DEFINE_string("model", None, "base model folder, hub id or .gguf file")
 flags.DEFINE_string("adapter", None, "adapter folder (ftjax adapter.json, or PEFT adapter_config.json)")
 flags.DEFINE_enum("format", "peft", ["peft", "merged", "adapter"], "what to write")
-flags.DEFINE_string("out", None, "output folder (replaced if it exists)", required=True)
+flags.DEFINE_string("out", None, "output folder (must not exist, unless --overwrite)", required=True)
+flags.DEFINE_bool("overwrite", False, "replace --out if it exists (only once the new export is complete)")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "dtype of the base weights while merging")
 
 
@@ -27,15 +32,22 @@ def main(argv: list[str]) -> None:
         raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
     import jax.numpy as jnp
 
+    from ftjax.io import check_new_dir, check_outside
     from ftjax.models import from_pretrained, save_pretrained
+    from ftjax.models.tokenizer import load_tokenizer
     from ftjax.peft.files import adapter_format, load_adapter, save_adapter
-    from ftjax.peft.state import active_adapter
     from ftjax.peft.hf_export import export_peft
     from ftjax.peft.merge import merged_model
+    from ftjax.peft.state import active_adapter
     from ftjax.train.restore import load_run
 
     if bool(FLAGS.workdir) == bool(FLAGS.model or FLAGS.adapter):
         raise ValueError("give --workdir, or --model and --adapter")
+    if FLAGS.adapter:
+        adapter_format(FLAGS.adapter)  # fail before loading the model
+    # refuse before any work: never the sources, never an existing folder unless asked
+    check_outside(FLAGS.out, *[p for p in (FLAGS.workdir, FLAGS.adapter, FLAGS.model) if p and Path(p).exists()])
+    check_new_dir(FLAGS.out, FLAGS.overwrite)
     if FLAGS.workdir:
         model, _, config, step = load_run(FLAGS.workdir, FLAGS.checkpoint)
         base, name = config.model.path, active_adapter(model)
@@ -43,16 +55,16 @@ def main(argv: list[str]) -> None:
     else:
         if not (FLAGS.model and FLAGS.adapter):
             raise ValueError("--model and --adapter go together")
-        adapter_format(FLAGS.adapter)  # fail before loading the model
         base = FLAGS.model
         model = from_pretrained(base, dtype=getattr(jnp, FLAGS.dtype))
         name = load_adapter(model, FLAGS.adapter)
     if name is None and FLAGS.format != "merged":
         raise ValueError(f"{FLAGS.workdir} is a full fine-tuning run: use --format=merged to write its model")
     if FLAGS.format == "peft":
-        out = export_peft(model, FLAGS.out, name, base_model_name_or_path=base)
+        out = export_peft(model, FLAGS.out, name, base_model_name_or_path=base, overwrite=FLAGS.overwrite)
     elif FLAGS.format == "adapter":
-        out = save_adapter(model, FLAGS.out, name)
+        out = save_adapter(model, FLAGS.out, name, overwrite=FLAGS.overwrite)
     else:
-        out = save_pretrained(merged_model(model, name) if name else model, FLAGS.out)
+        out = save_pretrained(merged_model(model, name) if name else model, FLAGS.out,
+                              tokenizer=load_tokenizer(base), overwrite=FLAGS.overwrite)
     print(f"wrote {out}")

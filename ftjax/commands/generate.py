@@ -27,16 +27,23 @@ flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "parameter and co
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    import dataclasses
+
     import jax.numpy as jnp
     from tqdm import tqdm
 
-    from ftjax.models.generate import Sampling, generate
-    from ftjax.io import read_jsonl, write_jsonl
+    from ftjax.io import check_writable, read_jsonl, write_jsonl
     from ftjax.models import from_pretrained
+    from ftjax.models.generate import Sampling, generate
     from ftjax.models.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
 
     if bool(FLAGS.prompt) == bool(FLAGS.prompts):
         raise ValueError("give --prompt (one or more) or --prompts=FILE.jsonl, not both")
+    if FLAGS.batch_size < 1:
+        raise ValueError(f"--batch_size={FLAGS.batch_size}: must be >= 1")
+    sampling = Sampling(FLAGS.max_new_tokens, FLAGS.temperature, FLAGS.top_k, FLAGS.top_p, seed=FLAGS.seed)
+    if FLAGS.output:
+        check_writable(FLAGS.output)  # before the generation it would hold
     if FLAGS.prompts:
         rows = []
         for n, row in read_jsonl(FLAGS.prompts):
@@ -48,8 +55,7 @@ def main(argv: list[str]) -> None:
     tokenizer = load_tokenizer(FLAGS.model)
     model = from_pretrained(FLAGS.model, dtype=getattr(jnp, FLAGS.dtype))
     encoded = [encode_prompt(tokenizer, r.get("prompt"), r.get("messages"), FLAGS.chat) for r in rows]
-    sampling = Sampling(FLAGS.max_new_tokens, FLAGS.temperature, FLAGS.top_k, FLAGS.top_p,
-                        stop_token_ids(tokenizer, model.config.eos_ids), FLAGS.seed)
+    sampling = dataclasses.replace(sampling, stop_token_ids=stop_token_ids(tokenizer, model.config.eos_ids))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     completions = []
     for i in tqdm(range(0, len(encoded), FLAGS.batch_size), desc="generate", unit="batch", file=sys.stderr,

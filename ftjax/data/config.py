@@ -12,10 +12,21 @@ from __future__ import annotations
 
 import ml_collections
 
+from ftjax.config import at_least, one_of
+from ftjax.data.formats import FORMATS
+
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(train="", validation="", test="", format="auto", columns="", labels="",
                                           max_length=256, pack=False))
+
+
+def check(data: ml_collections.ConfigDict, need_train: bool = True) -> None:
+    """One-line errors for a bad `data` block, before any file is read."""
+    one_of(data, "data", "format", ("auto", *FORMATS))
+    at_least(data, "data", 2, "max_length")
+    if need_train and not str(data.train).strip():
+        raise ValueError("data.train is empty: set --config.data.train to a JSONL/CSV/Parquet file or hf:/tfds: source")
 
 
 def label_set(data: ml_collections.ConfigDict) -> list[str] | None:

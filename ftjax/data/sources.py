@@ -8,10 +8,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from ftjax.io import read_jsonl
+from ftjax.io import parse_json, read_jsonl, read_text
 
 TRACE = ("_source", "_line")
 
@@ -66,22 +67,24 @@ def _file_rows(path: Path) -> list[dict]:
     if suffix == ".jsonl":
         return [dict(row, _source=src, _line=n) for n, row in read_jsonl(path)]
     if suffix == ".json":
+        text = read_text(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            data = parse_json(text, str(path))  # raises the one-line error
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise ValueError(f"{path}: expected a JSON list of objects (use .jsonl for one object per line)")
         return [dict(row, _source=src, _line=i) for i, row in enumerate(data, 1)]  # _line = item number
     if suffix == ".csv":
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            rows = []
-            for row in reader:
-                if None in row:  # more cells than the header names
-                    raise ValueError(f"{path}:{reader.line_num}: more fields than the header has")
-                rows.append(dict(row, _source=src, _line=reader.line_num))
-            return rows
+        reader = csv.DictReader(StringIO(read_text(path), newline=""))
+        rows = []
+        for row in reader:
+            if None in row:  # more cells than the header names
+                raise ValueError(f"{path}:{reader.line_num}: more fields than the header has")
+            rows.append(dict(row, _source=src, _line=reader.line_num))
+        return rows
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 

@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import ml_collections
 
-from ftjax.metrics.text import SQUAD
+from ftjax.config import at_least
+from ftjax.metrics.suite import parse_metrics
+from ftjax.metrics.text import SQUAD, normalizer
 
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(max_new_tokens=16, batch_size=16, metrics="", normalize=SQUAD,
                                           bootstrap=1000))
+
+
+def check(block: ml_collections.ConfigDict) -> None:
+    """One-line errors for a bad `eval` block: sizes, metric names, normalisation options."""
+    at_least(block, "eval", 1, "max_new_tokens", "batch_size")
+    at_least(block, "eval", 0, "bootstrap")
+    try:
+        parse_metrics(block.metrics)
+        normalizer(block.normalize)
+    except ValueError as e:
+        raise ValueError(f"eval: {e}") from None
 
 
 def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ftjax.data.config import label_set
 from ftjax.data.encode import encode
-from ftjax.eval.config import eval_settings
+from ftjax.eval.config import check, eval_settings
 from ftjax.eval.items import EvalItem, encode_items, eval_items
 from ftjax.eval.scoring import sequence_nll
 from ftjax.io import write_json, write_jsonl
@@ -116,10 +116,18 @@ def write_results(out_dir: str | Path, name: str, report: dict, predictions: Seq
     return paths
 
 
-def validation_metrics(model: nnx.Module, tokenizer: Any, rows: Sequence[dict],
-                       config: ml_collections.ConfigDict) -> dict[str, float]:
-    """The trainer's task-metrics hook: eval.metrics on the validation rows (generation, no intervals), named
-    val_<metric>."""
-    report, _ = evaluate_split(model, tokenizer, rows, config, metrics=config.eval.metrics, n_resamples=0,
-                               progress=False)
-    return {f"val_{k}": v["value"] for k, v in report["metrics"].items()}
+class ValidationMetrics:
+    """The trainer's task-metrics hook: eval.metrics generated on the validation rows (no intervals), named
+    val_<metric>; `check` validates the eval block before the run starts."""
+
+    def check(self, config: ml_collections.ConfigDict) -> None:
+        check(config.eval)
+
+    def __call__(self, model: nnx.Module, tokenizer: Any, rows: Sequence[dict],
+                 config: ml_collections.ConfigDict) -> dict[str, float]:
+        report, _ = evaluate_split(model, tokenizer, rows, config, metrics=config.eval.metrics, n_resamples=0,
+                                   progress=False)
+        return {f"val_{k}": v["value"] for k, v in report["metrics"].items()}
+
+
+validation_metrics = ValidationMetrics()

@@ -142,9 +142,29 @@ def from_hf(hf: Any) -> ModelConfig:
         rope=rope, rope_local=rope_local, max_position_embeddings=hf.max_position_embeddings)
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 def default_config() -> Any:
     """The `model` block of an experiment config: which checkpoint (folder, hub id or .gguf), the dtype of its
     frozen weights, and whether blocks are rematerialised in the backward pass."""
     import ml_collections
 
     return ml_collections.ConfigDict(dict(path="", dtype="float32", remat=False))
+
+
+def check(block: Any) -> None:
+    """One-line errors for a bad `model` block (before anything is loaded)."""
+    from ftjax.config import one_of
+
+    if not str(block.path).strip():
+        raise ValueError("model.path is empty: set --config.model.path to a model folder, hub id or .gguf file")
+    one_of(block, "model", "dtype", DTYPES)
+
+
+def check_limits(cfg: ModelConfig, max_length: int, extra_positions: int = 0) -> None:
+    """Sequences must fit a model with learned positions (GPT-2): beyond them there is no embedding."""
+    if cfg.rope is None and max_length + extra_positions > cfg.max_position_embeddings:
+        raise ValueError(f"data.max_length={max_length}" + (f" + {extra_positions} virtual tokens" if extra_positions
+                         else "") + f" exceeds the {cfg.max_position_embeddings} positions of this "
+                         f"{cfg.model_type} model; lower data.max_length")

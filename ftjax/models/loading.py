@@ -22,6 +22,8 @@ _HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja"]
 
 def resolve(path_or_hub_id: str | os.PathLike) -> Path:
     """A local folder or .gguf file as is; anything else is a hub id (honours HF_HUB_OFFLINE)."""
+    if not str(path_or_hub_id).strip():
+        raise ValueError("no model given: pass a model folder, a hub id (owner/name) or a .gguf file")
     p = Path(path_or_hub_id).expanduser()
     if p.exists():
         return p
@@ -66,6 +68,15 @@ def _safetensor_files(folder: Path) -> list[Path]:
     return files
 
 
+def _open_safetensors(path: Path) -> Any:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        return safe_open(path, framework="flax")
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); download it again") from None
+
+
 def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32) -> CausalLM:
     """Load a Hugging Face checkpoint (folder, hub id, or .gguf file) into an ftjax NNX model."""
     path = resolve(path_or_hub_id)
@@ -74,26 +85,40 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32)
 
         from ftjax.models.gguf import read_gguf
 
-        config_dict, tensors = read_gguf(path)
+        try:
+            config_dict, tensors = read_gguf(path)
+        except (ValueError, KeyError, IndexError, OSError) as e:  # unsupported, or a truncated/garbled file
+            if "unsupported" in str(e):
+                raise
+            raise ValueError(f"{path}: not a readable GGUF file ({type(e).__name__}: {str(e)[:200]})") from None
         hf = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
         cfg = from_hf(hf)
         graphdef, params, rest = _abstract(cfg, dtype)
         params = convert.from_state_dict(params, cfg, model_class(cfg).layout, tensors, dtype)
     else:
-        from safetensors import safe_open
+        from safetensors import SafetensorError
 
         hf = hf_config(path)
         cfg = from_hf(hf)
         graphdef, params, rest = _abstract(cfg, dtype)
-        handles = [safe_open(f, framework="flax") for f in _safetensor_files(path)]
-        where = {k: h for h in handles for k in h.keys()}
-        params = convert.load_into(params, cfg, model_class(cfg).layout, list(where),
-                                   lambda k: where[k].get_tensor(k), dtype)
+        files = {f: _open_safetensors(f) for f in _safetensor_files(path)}
+        where = {k: (f, h) for f, h in files.items() for k in h.keys()}
+
+        def get(key: str) -> Any:
+            file, handle = where[key]
+            try:
+                return handle.get_tensor(key)
+            except SafetensorError as e:  # a truncated or garbled file
+                raise ValueError(f"{file}: tensor {key} cannot be read ({e}); download it again") from None
+
+        params = convert.load_into(params, cfg, model_class(cfg).layout, list(where), get, dtype)
     return nnx.merge(graphdef, params, rest)
 
 
-def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | None = None) -> Path:
-    """Write config.json + model.safetensors that transformers' `from_pretrained` loads; atomic (temp, rename)."""
+def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | None = None, *,
+                    tokenizer: Any | None = None, overwrite: bool = False) -> Path:
+    """Write config.json + model.safetensors that transformers' `from_pretrained` loads (and the tokenizer's
+    files, so the folder is a complete model); atomic (temp, rename); an existing folder only if `overwrite`."""
     from safetensors.numpy import save_file
 
     out = Path(out_dir)
@@ -101,7 +126,9 @@ def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | No
     if any(v.dtype == jnp.bfloat16 for v in tensors.values()):
         tensors = {k: v.astype(np.float32) if v.dtype == jnp.bfloat16 else v for k, v in tensors.items()}
         # numpy safetensors cannot write bfloat16; float32 loses nothing and transformers casts on load
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite) as tmp:
         save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(model.hf_config, indent=2, default=str))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
     return out

@@ -20,7 +20,11 @@ def load_tokenizer(path_or_hub_id: str | os.PathLike) -> Any:
 
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         raise FileNotFoundError(f"{path} has no tokenizer (tokenizer.json, tokenizer.model or vocab.json)")
-    return AutoTokenizer.from_pretrained(path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (ValueError, OSError, TypeError, KeyError, RecursionError) as e:  # a corrupt or truncated file
+        raise ValueError(f"{path}: its tokenizer files cannot be read ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:200]})") from None
 
 
 def _cached_gguf_tokenizer(path: Path) -> Any:
@@ -34,7 +38,7 @@ def _cached_gguf_tokenizer(path: Path) -> Any:
         return AutoTokenizer.from_pretrained(cache)
     tokenizer = gguf_tokenizer(path)
     try:
-        with atomic_dir(cache) as tmp:
+        with atomic_dir(cache, overwrite=True) as tmp:  # our own cache
             tokenizer.save_pretrained(tmp)
     except OSError:  # a read-only model folder: just convert every time
         pass

@@ -18,7 +18,7 @@ from flax import nnx
 
 from ftjax.io import atomic_dir
 from ftjax.peft.apply import add_adapter
-from ftjax.peft.state import AdapterSpec, active_adapter, adapter_spec, adapter_state, set_adapter_state, to_numpy
+from ftjax.peft.state import AdapterSpec, adapter_arrays, set_adapter_state
 
 FORMAT = "ftjax-adapter"
 WEIGHTS, META = "adapter.safetensors", "adapter.json"
@@ -33,18 +33,16 @@ def base_summary(model: nnx.Module) -> dict[str, Any]:
             "intermediate_size": cfg.intermediate_size}
 
 
-def save_adapter(model: nnx.Module, out_dir: str | os.PathLike, name: str | None = None) -> Path:
-    """Write adapter `name` (default: the active one) to `out_dir` atomically (temp folder, then rename)."""
+def save_adapter(model: nnx.Module, out_dir: str | os.PathLike, name: str | None = None,
+                 overwrite: bool = False) -> Path:
+    """Write adapter `name` (default: the active one) to `out_dir` atomically (temp folder, then rename); an
+    existing folder is replaced only if `overwrite`."""
     from safetensors.numpy import save_file
 
-    name = name or active_adapter(model)
-    if name is None:
-        raise ValueError("the model has no active adapter to save")
-    spec = adapter_spec(model, name)
-    tensors = {k: to_numpy(v) for k, v in adapter_state(model, name).items()}
+    spec, tensors = adapter_arrays(model, name)
     meta = {"format": FORMAT, "version": 1, "adapter": dataclasses.asdict(spec), "base_model": base_summary(model)}
     out = Path(out_dir)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite) as tmp:
         save_file(tensors, tmp / WEIGHTS, metadata={"format": "np"})
         (tmp / META).write_text(json.dumps(meta, indent=2))
     return out

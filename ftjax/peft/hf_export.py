@@ -23,21 +23,18 @@ from flax import nnx
 from ftjax.io import atomic_dir
 from ftjax.models.convert import nnx_to_hf_key, transposed
 from ftjax.peft.apply import linear_layers
-from ftjax.peft.state import AdapterSpec, active_adapter, adapter_spec, adapter_state, to_numpy
+from ftjax.peft.state import AdapterSpec, adapter_arrays, to_numpy
 
 PREFIX = "base_model.model."
 
 
 def export_peft(model: nnx.Module, out_dir: str | os.PathLike, name: str | None = None,
-                base_model_name_or_path: str | None = None) -> Path:
-    """Write adapter `name` (default: active) as a PEFT folder that `PeftModel.from_pretrained` loads."""
+                base_model_name_or_path: str | None = None, overwrite: bool = False) -> Path:
+    """Write adapter `name` (default: active) as a PEFT folder that `PeftModel.from_pretrained` loads; an
+    existing folder is replaced only if `overwrite`."""
     from safetensors.numpy import save_file
 
-    name = name or active_adapter(model)
-    if name is None:
-        raise ValueError("the model has no active adapter to export")
-    spec = adapter_spec(model, name)
-    state = {k: to_numpy(v) for k, v in adapter_state(model, name).items()}
+    spec, state = adapter_arrays(model, name)
     cfg, layout = model.config, model.layout
     base = base_model_name_or_path or (getattr(model, "hf_config", None) or {}).get("_name_or_path") or None
     common = {"task_type": "CAUSAL_LM", "base_model_name_or_path": base, "inference_mode": True}
@@ -91,7 +88,7 @@ def export_peft(model: nnx.Module, out_dir: str | os.PathLike, name: str | None 
                 tensors[PREFIX + nnx_to_hf_key(path)] = arr.T if transposed(layout, path) else arr
         config["modules_to_save"] = modules
     out = Path(out_dir)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite) as tmp:
         tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2))

@@ -123,6 +123,14 @@ def set_adapter_state(model: nnx.Module, name: str, tensors: Mapping[str, Any], 
     nnx.update(model, nnx.from_flat_state(flat))
 
 
+def adapter_arrays(model: nnx.Module, name: str | None = None) -> tuple[AdapterSpec, dict[str, np.ndarray]]:
+    """(spec, numpy tensors by key) of adapter `name` (default: the active one), what adapter files hold."""
+    name = name or active_adapter(model)
+    if name is None:
+        raise ValueError("the model has no active adapter to save or export")
+    return adapter_spec(model, name), {k: to_numpy(v) for k, v in adapter_state(model, name).items()}
+
+
 def to_numpy(x: Any) -> np.ndarray:
     a = np.asarray(x)
     return a.astype(np.float32) if a.dtype == jnp.bfloat16 else a  # numpy safetensors has no bfloat16

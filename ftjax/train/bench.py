@@ -34,6 +34,7 @@ from flax import nnx
 from ftjax import sharding
 from ftjax.models.config import ModelConfig
 from ftjax.train.batches import load_data, step_batch, train_batches
+from ftjax.train.config import check
 from ftjax.train.setup import TrainSetup, setup
 
 # Dense bf16 FLOP/s of one JAX device (a TPU v4/v5p chip is one megacore device), matched in order against
@@ -103,6 +104,7 @@ def measure(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 3)
     """Set the run up as `ftjax train` does, take `warmup` steps (compilation), then time `steps` steps."""
     if steps < 1 or warmup < 1:
         raise ValueError(f"need steps >= 1 and warmup >= 1, got {steps} and {warmup}")
+    check(config)
     tc = config.train
     data = load_data(config, validation=False)
     r = setup(config, total_steps=warmup + steps)

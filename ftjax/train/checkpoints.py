@@ -30,8 +30,10 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(preservation_policy=cm.AnyPreservationPolicy(policies),
                                                enable_async_checkpointing=async_save, create=True)
         self.directory = Path(directory).absolute()
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("trainable", "opt_state", "meta"))
+        # handlers named up front, so a fresh process can read a checkpoint's metadata before restoring it
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
+            "trainable": ocp.StandardCheckpointHandler(), "opt_state": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler()})
 
     def save(self, step: int, trainable: Any, opt_state: Any, meta: dict, metrics: dict | None = None) -> None:
         self.manager.save(step, args=ocp.args.Composite(
@@ -40,21 +42,27 @@ class Checkpoints:
 
     def restore(self, abstract_trainable: Any, abstract_opt_state: Any, step: int | None = None
                 ) -> tuple[int, Any, Any, dict] | None:
-        """The newest readable checkpoint (or `step`); a corrupt one is skipped with a warning."""
+        """The newest readable checkpoint (or `step`); a corrupt one is set aside with a warning. A readable
+        checkpoint whose arrays have other shapes than this run's state is an error, never "unreadable"."""
         steps = sorted(self.manager.all_steps(), reverse=True) if step is None else [step]
         for s in steps:
             try:
-                out = self.manager.restore(s, args=ocp.args.Composite(
-                    trainable=ocp.args.StandardRestore(abstract_trainable),
-                    opt_state=ocp.args.StandardRestore(abstract_opt_state), meta=ocp.args.JsonRestore()))
+                return self._read(s, abstract_trainable, abstract_opt_state)
+            except ShapeMismatch:
+                raise
             except Exception as e:  # noqa: BLE001 - any failure to read means: fall back to an older one
                 if step is not None:
                     raise
                 log.warning("checkpoint at step %d is unreadable (%s: %s); moved to %s, trying the previous one",
                             s, type(e).__name__, str(e).splitlines()[0][:200], self._set_aside(s))
-                continue
-            return s, out["trainable"], out["opt_state"], out["meta"]
         return None
+
+    def _read(self, step: int, abstract_trainable: Any, abstract_opt_state: Any) -> tuple[int, Any, Any, dict]:
+        check_shapes(self.manager.item_metadata(step)["trainable"], abstract_trainable, step)
+        out = self.manager.restore(step, args=ocp.args.Composite(
+            trainable=ocp.args.StandardRestore(abstract_trainable),
+            opt_state=ocp.args.StandardRestore(abstract_opt_state), meta=ocp.args.JsonRestore()))
+        return step, out["trainable"], out["opt_state"], out["meta"]
 
     def _set_aside(self, step: int) -> Path:
         """Move an unreadable step out of the manager's way (so it can be saved again), keeping it to inspect."""
@@ -66,6 +74,7 @@ class Checkpoints:
         return aside
 
     def restore_trainable(self, abstract_trainable: Any, step: int) -> Any:
+        check_shapes(self.manager.item_metadata(step)["trainable"], abstract_trainable, step)
         return self.manager.restore(step, args=ocp.args.Composite(
             trainable=ocp.args.StandardRestore(abstract_trainable)))["trainable"]
 
@@ -79,6 +88,23 @@ class Checkpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+class ShapeMismatch(ValueError):
+    """A readable checkpoint of another train state (the model or adapter changed): never set aside."""
+
+
+def check_shapes(saved: Any, target: Any, step: int) -> None:
+    """A ShapeMismatch when checkpoint metadata `saved` holds other array shapes than the run's `target` state."""
+    if saved is None:
+        raise ValueError(f"the checkpoint at step {step} has no readable metadata")
+    have = sorted(tuple(x.shape) for x in jax.tree.leaves(saved) if hasattr(x, "shape"))
+    want = sorted(tuple(x.shape) for x in jax.tree.leaves(target))
+    if have != want:
+        diff = next(((a, b) for a, b in zip(have, want) if a != b), (len(have), len(want)))
+        raise ShapeMismatch(f"the checkpoint at step {step} holds a train state of another shape ({diff[0]} where this "
+                         f"run has {diff[1]}): the model or adapter changed since it was saved; resume with the "
+                         "run's own settings, or train in a new workdir")
 
 
 def abstract(tree: Any, shardings: Any) -> Any:

@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from ftjax.config import at_least, one_of
+
+SCHEDULES = ("constant", "linear", "cosine")
+LOSS_METRICS = ("val_loss", "val_perplexity", "val_token_accuracy")  # computed at every evaluation
+
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
@@ -25,3 +30,40 @@ def default_config() -> ml_collections.ConfigDict:
 
 def checkpoint_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(every=20, keep=2, async_save=True))
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Every block a training run reads, and the rules between blocks, before any file is read or written: each
+    bad value is a one-line ValueError naming the key and what it may be. (The `eval` block's generation
+    settings are checked by the task-metrics hook that uses them, ftjax.eval.runner.validation_metrics.)"""
+    from ftjax import sharding
+    from ftjax.data import config as data
+    from ftjax.metrics.suite import parse_metrics
+    from ftjax.models import config as model
+    from ftjax.peft.config import validate as check_peft
+
+    model.check(config.model)
+    data.check(config.data)
+    check_peft(config.peft)
+    sharding.check_rules(config.mesh.rules)
+    tc = config.train
+    at_least(tc, "train", 0, "steps", "epochs", "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm",
+             "seed")
+    at_least(tc, "train", 1, "batch_size", "grad_accum_steps", "eval_every", "eval_batch_size", "log_every",
+             "loss_chunk")
+    if tc.steps == 0 and tc.epochs == 0:
+        raise ValueError("train.steps=0 and train.epochs=0: nothing to train; set one of them")
+    if tc.schedule not in SCHEDULES:
+        raise ValueError(f"unknown train.schedule {tc.schedule!r}; choose from: {', '.join(SCHEDULES)}")
+    es = tc.early_stopping
+    one_of(es, "train.early_stopping", "mode", ("min", "max"))
+    at_least(es, "train.early_stopping", 0, "patience", "min_delta")
+    try:
+        generated = parse_metrics(config.eval.metrics)
+    except ValueError as e:
+        raise ValueError(f"eval.metrics: {e}") from None
+    known = (*LOSS_METRICS, *(f"val_{m}" for m in generated))
+    if es.metric not in known:
+        raise ValueError(f"train.early_stopping.metric={es.metric!r} is not computed; choose from {', '.join(known)} "
+                         "(generated metrics come from eval.metrics)")
+    at_least(config.checkpoint, "checkpoint", 1, "every", "keep")

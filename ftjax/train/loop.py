@@ -2,19 +2,23 @@
 
     ftjax train --config=configs/sft.py --workdir=runs/demo [--config.train.steps=100 ...]
 
-Read and tokenize the splits, set the run up on the mesh (setup.py), restore the newest checkpoint if the
-workdir has one, then loop: step, log, evaluate on the validation split, early-stop, save. A project that needs
+Check the config, read and tokenize the splits, set the run up on the mesh (setup.py), lock the workdir and
+check it against the run it holds (guard.py), restore the newest checkpoint if it has one, then loop: step, log, evaluate on the validation split, early-stop, save. A project that needs
 another loop copies this file into `experiments/<name>/` rather than subclassing it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 import jax
 import ml_collections
@@ -25,69 +29,89 @@ from ftjax.data.pipeline import Batches
 from ftjax.io import write_json
 from ftjax.train.batches import RunData, eval_batches, load_data, step_batch, train_batches
 from ftjax.train.checkpoints import Checkpoints, abstract
+from ftjax.train.config import check
 from ftjax.train.early_stopping import EarlyStopping
+from ftjax.train.guard import open_run
 from ftjax.train.metric_log import MetricWriter
 from ftjax.train.setup import TrainSetup, setup
 from ftjax.train.state import TrainState, rng_counts, set_rng_counts
 from ftjax.workdir import Workdir
 
 log = logging.getLogger("ftjax.train")
-TaskMetrics = Callable[..., dict]  # (model, tokenizer, rows, config) -> {"val_<metric>": value}
+class TaskMetrics(Protocol):
+    """Generated validation metrics, computed by a hook from outside train/ (ftjax.eval.runner)."""
+
+    def check(self, config: ml_collections.ConfigDict) -> None: ...
+
+    def __call__(self, model: Any, tokenizer: Any, rows: list[dict], config: ml_collections.ConfigDict
+                 ) -> dict[str, float]: ...  # {"val_<metric>": value}
 
 
 def main(config: ml_collections.ConfigDict, workdir: str | Path, task_metrics: TaskMetrics | None = None) -> dict:
     """Train; returns the summary also written to `workdir/summary.json`. `task_metrics` computes
-    config.eval.metrics on the validation rows (the commands pass ftjax.eval.runner.validation_metrics)."""
-    tc, es = config.train, config.train.early_stopping
+    config.eval.metrics on the validation rows (the commands pass ftjax.eval.runner.validation_metrics).
+    Everything that can reject the run (config, data, model, mesh, the workdir's lock and its run) is checked
+    before anything is written (guard.py)."""
+    check(config)
     if config.eval.metrics and task_metrics is None:
         raise ValueError("eval.metrics needs a task-metrics hook: pass ftjax.eval.runner.validation_metrics")
-    data = load_data(config)  # a bad file or row stops the run before anything is written
+    if task_metrics is not None:
+        task_metrics.check(config)
+    data = load_data(config)
+    tc = config.train
     total_steps = tc.steps or tc.epochs * max(len(data.train) // tc.batch_size, 1)
     run = setup(config, total_steps)
-    wd = Workdir(workdir)
-    wd.root.mkdir(parents=True, exist_ok=True)
+    with open_run(workdir, config, main_process=jax.process_index() == 0) as wd:
+        return train(config, wd, data, run, total_steps, task_metrics)
+
+
+def train(config: ml_collections.ConfigDict, wd: Workdir, data: RunData, run: TrainSetup, total_steps: int,
+          task_metrics: TaskMetrics | None) -> dict:
+    """The loop: resume, then step, log, evaluate, early-stop and save until `total_steps`."""
+    tc, es = config.train, config.train.early_stopping
     is_main = jax.process_index() == 0
-    if is_main:
-        write_json(wd.config, config.to_dict())
     ckpts = Checkpoints(wd.checkpoints, keep=config.checkpoint.keep, metric=es.metric if data.validation else None,
                         mode=es.mode, async_save=config.checkpoint.async_save)
     stopper = EarlyStopping(es.metric, es.mode, es.patience, es.min_delta)
     batches = train_batches(data.train, config, run.shards, data.pad_id)
     start, state = resume(ckpts, run, batches, stopper)
+    if start >= total_steps or stopper.should_stop:  # a finished run: keep its results as they are
+        ckpts.close()
+        log.info("the run in %s already finished at step %d; raise train.steps to train on", wd.root, start)
+        if wd.summary.is_file():
+            return json.loads(wd.summary.read_text())
+        return {"steps": start, "total_steps": total_steps, "stopped_early": stopper.should_stop,
+                "best_step": stopper.best_step, "best": stopper.best, "metric": es.metric}
     writer = MetricWriter(wd.root, resume_step=start)
     bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", file=sys.stderr, disable=not is_main,
                dynamic_ncols=True)
     t0, throughput, step, last = time.perf_counter(), Throughput(), start, {}
-    for step in range(start + 1, total_steps + 1):
-        batch = step_batch(batches, tc.grad_accum_steps, run.shards)
-        state, m = run.train_step(state, sharding.put_batch(batch, run.batch_shardings))
-        m = {k: float(v) for k, v in m.items()}
-        m["tokens_per_s"] = throughput.update(int(batch["attention_mask"].sum()) * run.shards.count)
-        if not math.isfinite(m["loss"]):
-            ckpts.close()
-            raise FloatingPointError(f"loss is {m['loss']} at step {step}; stopping (last checkpoint: "
-                                     f"{max(ckpts.all_steps(), default='none')})")
-        m["learning_rate"] = float(run.learning_rate(step - 1))
-        bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}")
-        bar.update(1)
-        evaluated = None
-        if data.validation and (step % tc.eval_every == 0 or step == total_steps):
-            evaluated = validate(run, state, data, config, task_metrics)
-            m |= evaluated
-            stopper.update(step, evaluated)
-            bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in evaluated.items()))
-        if step % tc.log_every == 0 or evaluated:
-            writer.write(step, m)
-        last = m
-        if step % config.checkpoint.every == 0 or step == total_steps or evaluated or stopper.should_stop:
-            save(ckpts, step, state, batches, stopper, evaluated)
-        if stopper.should_stop:
-            bar.write(f"early stopping at step {step}: no {es.metric} improvement in {es.patience} evaluations "
-                      f"(best {stopper.best:.4f} at step {stopper.best_step})")
-            break
-    bar.close()
-    ckpts.close()
-    writer.close()
+    with contextlib.ExitStack() as finish, StopRequest() as stop:  # on any exit: saves finish, files close
+        finish.callback(writer.close)
+        finish.callback(ckpts.close)
+        finish.callback(bar.close)
+        for step in range(start + 1, total_steps + 1):
+            state, m = take_step(run, state, batches, tc.grad_accum_steps, step, throughput, ckpts)
+            bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}")
+            bar.update(1)
+            evaluated = None
+            if data.validation and (step % tc.eval_every == 0 or step == total_steps):
+                evaluated = validate(run, state, data, config, task_metrics)
+                m |= evaluated
+                stopper.update(step, evaluated)
+                bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in evaluated.items()))
+            if step % tc.log_every == 0 or evaluated:
+                writer.write(step, m)
+            last = m
+            if (step % config.checkpoint.every == 0 or step == total_steps or evaluated or stopper.should_stop
+                    or stop.requested):
+                save(ckpts, step, state, batches, stopper, evaluated)
+            if stop.requested:
+                raise KeyboardInterrupt(f"saved step {step}; rerun the same command to resume")
+            if stopper.should_stop:
+                bar.write(f"early stopping at step {step}: no {es.metric} improvement in {es.patience} evaluations "
+                          f"(best {stopper.best:.4f} at step {stopper.best_step})")
+                break
     summary = {"steps": step, "total_steps": total_steps, "stopped_early": stopper.should_stop,
                "best_step": stopper.best_step, "best": stopper.best, "metric": es.metric,
                "final": last, "parameters": run.counts, "train_examples": len(data.train),
@@ -95,6 +119,32 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path, task_metrics: T
     if is_main:
         write_json(wd.summary, summary)
     return summary
+
+
+class StopRequest:
+    """Ctrl-C or SIGTERM (a preempted job) while training: finish the step, save it, then stop with
+    KeyboardInterrupt; a second Ctrl-C stops at once. Multi-process runs keep the default handlers (every
+    process must join a save, and a signal may reach only some of them)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested: int | None = None
+        self.previous: dict = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signum
+
+    def __enter__(self) -> StopRequest:
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 class Throughput:
@@ -110,6 +160,20 @@ class Throughput:
         else:
             self.tokens += tokens  # other processes' shards: about as many
         return self.tokens / max(time.perf_counter() - self.start, 1e-9)
+
+
+def take_step(run: TrainSetup, state: TrainState, batches: Batches, accum: int, step: int, throughput: Throughput,
+              ckpts: Checkpoints) -> tuple[TrainState, dict[str, float]]:
+    """One optimizer step on the next batch; its metrics as floats (which waits for the step)."""
+    batch = step_batch(batches, accum, run.shards)
+    state, m = run.train_step(state, sharding.put_batch(batch, run.batch_shardings))
+    m = {k: float(v) for k, v in m.items()}
+    m["tokens_per_s"] = throughput.update(int(batch["attention_mask"].sum()) * run.shards.count)
+    if not math.isfinite(m["loss"]):
+        raise FloatingPointError(f"loss is {m['loss']} at step {step}; stopping (last checkpoint: "
+                                 f"{max(ckpts.all_steps(), default='none')})")
+    m["learning_rate"] = float(run.learning_rate(step - 1))
+    return state, m
 
 
 def resume(ckpts: Checkpoints, run: TrainSetup, batches: Batches, stopper: EarlyStopping) -> tuple[int, TrainState]:

@@ -1,11 +1,13 @@
 """The metric log of a run: per-step metrics to `metrics.jsonl` and TensorBoard event files (process 0 only).
 
-On resume, lines logged after the restored step are dropped first, so the file reads as one clean run.
+On resume, lines logged after the restored step are dropped first, so the file reads as one clean run; a last
+line cut short by a crash mid-write is dropped too (the checkpoint's step says what is kept).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 
@@ -23,8 +25,7 @@ class MetricWriter:
         if not self.enabled:
             return
         if self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            keep = [line for line in _complete_lines(self.path) if json.loads(line).get("step", 0) <= resume_step]
             write_text(self.path, "".join(line + "\n" for line in keep))
         from tensorboardX import SummaryWriter
 
@@ -45,6 +46,26 @@ class MetricWriter:
         if self.enabled:
             self.file.close()
             self.tb.close()
+
+
+def _complete_lines(path) -> list[str]:
+    """The file's JSON lines; an unparsable last line (a write cut short) is dropped with a warning, an
+    unparsable line before it is an error naming file:line."""
+    try:
+        lines = [(n, line) for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); move it aside to resume") from None
+    out = []
+    for i, (n, line) in enumerate(lines):
+        try:
+            json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1:
+                logging.getLogger("ftjax.train").warning("%s:%d: dropping a half-written last line", path, n)
+                break
+            raise ValueError(f"{path}:{n}: not valid JSON; repair or remove that line to resume") from None
+        out.append(line)
+    return out
 
 
 def _plain(v):

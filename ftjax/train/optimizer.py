@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import optax
 
-SCHEDULES = ("constant", "linear", "cosine")
+from ftjax.train.config import SCHEDULES
 
 
 def schedule(kind: str, peak: float, total_steps: int, warmup_steps: int) -> optax.Schedule:

@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ftjax import distributed, sharding
 from ftjax.models import from_pretrained
-from ftjax.models.config import ModelConfig
+from ftjax.models.config import ModelConfig, check_limits
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.peft.report import parameter_report
 from ftjax.train.optimizer import optimizer, schedule
@@ -54,6 +54,8 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     """The unsharded model is dropped on return."""
     tc = config.train
     model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
+    virtual = config.peft.num_virtual_tokens if config.peft.method in ("prompt", "prefix") else 0
+    check_limits(model.config, config.data.max_length, virtual)
     model.set_remat(config.model.remat)
     apply_peft(model, config.peft, nnx.Rngs(tc.seed))
     counts = parameter_report(model, config.peft)
