@@ -13,7 +13,7 @@ import ml_collections
 from ftjax import sharding
 from ftjax.data import config as data
 from ftjax.eval import config as evaluation
-from ftjax.models import config as model
+from ftjax.models import config as model, heads
 from ftjax.peft import config as peft
 from ftjax.train import config as train
 
@@ -28,6 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data = data.default_config()
     c.data.update(train=f"{DEMO_DATA}/train.jsonl", validation=f"{DEMO_DATA}/validation.jsonl",
                   test=f"{DEMO_DATA}/test.jsonl", max_length=64)
+    c.head = heads.default_config()
     c.peft = peft.default_config()
     c.peft.update(method="lora", rank=8, alpha=16.0, targets="all-linear")
     c.train = train.default_config()

@@ -33,18 +33,24 @@ def target_positions(loss_mask: np.ndarray, minimum: int = 64) -> tuple[np.ndarr
     return index.reshape(*loss_mask.shape[:-2], k), valid.reshape(*loss_mask.shape[:-2], k)
 
 
-def token_nll(logits: Array, targets: Array) -> Array:
-    """-log p(target) per position, float32."""
+def token_nll(logits: Array, targets: Array, smoothing: float = 0.0) -> Array:
+    """-log p(target) per position, float32; with label `smoothing` e, (1 - e) of it plus e times the mean
+    -log p over all classes."""
     logits = logits.astype(jnp.float32)
-    return jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+    lse = jax.nn.logsumexp(logits, -1)
+    nll = lse - jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+    if smoothing:
+        nll = (1 - smoothing) * nll + smoothing * (lse - logits.mean(-1))
+    return nll
 
 
 def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Array, index: Array, valid: Array,
-                     chunk: int = 256) -> tuple[Array, Array, Array]:
+                     chunk: int = 256, smoothing: float = 0.0) -> tuple[Array, Array, Array]:
     """(sum of NLL, number of targets, number of argmax hits) over the gathered target positions.
 
     hidden [b, t, d], targets [b, t], index/valid [k] (flat positions into b * t). Sums, not means, so that
-    gradient accumulation can normalise by the total target count of all micro-batches.
+    gradient accumulation can normalise by the total target count of all micro-batches. `head` is the LM head
+    or a task head (ftjax.models.heads): a classification example's one target is its label index.
     """
     d = hidden.shape[-1]
     h = jnp.take(hidden.reshape(-1, d), index, axis=0)
@@ -58,7 +64,7 @@ def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Arr
     @jax.checkpoint
     def one(h, y, m):
         logits = head(h)
-        return jnp.sum(token_nll(logits, y) * m), jnp.sum((jnp.argmax(logits, -1) == y) & m)
+        return jnp.sum(token_nll(logits, y, smoothing) * m), jnp.sum((jnp.argmax(logits, -1) == y) & m)
 
     def body(carry, xs):
         s, c = one(*xs)

@@ -74,8 +74,12 @@ def test_resume_with_another_run_is_refused_and_touches_nothing(data, finished, 
     assert snapshot(wd) == before  # config.json, metrics, checkpoints, summary: all as they were
 
 
-def test_rerunning_a_finished_run_keeps_its_results(data, finished):
-    wd, before = finished
+def test_rerunning_a_finished_run_keeps_its_results(data, finished, tmp_path):
+    import shutil
+
+    wd = tmp_path / "copy"  # a copy: the other tests compare the shared run with its snapshot
+    shutil.copytree(finished[0], wd)
+    before = snapshot(wd)
     summary = train(data, wd)
     assert summary["final"]["loss"] > 0 and summary["steps"] == 8
     after = snapshot(wd)

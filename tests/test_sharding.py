@@ -99,7 +99,7 @@ def two_steps(tiny, shape, rules="fsdp_tensor"):
     """Losses of two train steps on the same batches, and the updated adapter, on a `shape` mesh."""
     config = sft_config(**tiny, **{"mesh.shape": shape, "mesh.rules": rules})
     run = setup(config, total_steps=2)
-    _, examples = load_split(config.data.train, config, load_tokenizer(config.model.path))
+    _, examples = load_split("train", config, load_tokenizer(config.model.path))
     batches = Batches(examples, batch_size=8, seq_len=config.data.max_length, seed=0)
     state, losses = run.state, []
     for _ in range(2):

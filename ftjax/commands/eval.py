@@ -79,8 +79,7 @@ def main(argv: list[str]) -> None:
         raise ValueError("--baseline needs a fine-tuned model to compare with (--workdir, or --adapter)")
     import jax.numpy as jnp
 
-    from ftjax.data.config import label_set
-    from ftjax.data.sources import load_rows, parse_columns
+    from ftjax.data.config import label_set, rows_of
     from ftjax.eval.baseline import add_baseline
     from ftjax.eval.items import eval_items, pick_shots
     from ftjax.eval.runner import evaluate_split, write_results
@@ -89,17 +88,21 @@ def main(argv: list[str]) -> None:
     # config and rows first: bad input stops the run before a model is loaded or anything is written
     config = _config()
     eval_config.check(config.eval)
+    if FLAGS.baseline and config.get("head", {}).get("type", "lm") != "lm":
+        raise ValueError("--baseline compares generated answers; the base model of a classification-head run has "
+                         "no head to compare (score a simple baseline on the same split instead)")
     spec = config.data.get(FLAGS.split, "")
     if not spec:
         raise ValueError(f"config has no data.{FLAGS.split}; pass --config.data.{FLAGS.split}=PATH")
-    columns = parse_columns(config.data.columns)
-    rows = load_rows(spec, columns)
+    rows = rows_of(config.data, FLAGS.split)
+    if not rows:
+        raise ValueError(f"{spec}: no rows")
     eval_items(rows, config.data.format, label_set(config.data))  # checks every row
     shots = []
     if FLAGS.few_shot:
         if not config.data.train:
             raise ValueError("--few_shot needs training examples: pass --config.data.train=PATH")
-        shots = pick_shots(load_rows(config.data.train, columns), FLAGS.few_shot, config.data.format,
+        shots = pick_shots(rows_of(config.data, "train"), FLAGS.few_shot, config.data.format,
                            label_set(config.data))
     if FLAGS.workdir:
         from ftjax.train.restore import load_run

@@ -37,11 +37,22 @@ def encode(row: dict, tokenizer: Any, fmt: str, max_length: int, label_set: list
     return {"input_ids": ids, "loss_mask": mask}
 
 
+def encode_label(row: dict, tokenizer: Any, max_length: int, label_set: list[str]) -> dict:
+    """A classification row for a classification head: the text's ids (as a prompt) followed by the label's
+    index as the one target, so the loss reads the head at the text's last token (ftjax.models.heads)."""
+    text, label = prompt_and_target(row, "classification", label_set)
+    ids = _prompt_ids(tokenizer, text)[: max_length - 1]
+    if not ids:
+        raise ValueError(f"{where(row)}: the text tokenizes to nothing")
+    return {"input_ids": ids + [label_set.index(label)], "loss_mask": [0] * len(ids) + [1]}
+
+
 def encode_all(rows: list[dict], tokenizer: Any, fmt: str, max_length: int,
-               label_set: list[str] | None = None) -> list[dict]:
-    """`encode` over many rows, with a progress bar."""
-    return [encode(r, tokenizer, fmt, max_length, label_set)
-            for r in tqdm(rows, desc="tokenize", unit="row", file=sys.stderr, disable=len(rows) < 2000)]
+               label_set: list[str] | None = None, head: str = "lm") -> list[dict]:
+    """`encode` over many rows (`encode_label` for a classification head), with a progress bar."""
+    one = (lambda r: encode_label(r, tokenizer, max_length, label_set)) if head == "classification" else (
+        lambda r: encode(r, tokenizer, fmt, max_length, label_set))
+    return [one(r) for r in tqdm(rows, desc="tokenize", unit="row", file=sys.stderr, disable=len(rows) < 2000)]
 
 
 def truncate(ids: list[int], mask: list[int], max_length: int, keep_first: bool = False) -> tuple[list, list]:

@@ -30,6 +30,7 @@ from ftjax.io import write_json, write_jsonl
 from ftjax.metrics.classification import OTHER, class_list
 from ftjax.metrics.suite import default_metrics, metric_report, parse_metrics, statistics
 from ftjax.models.generate import Sampling, generate
+from ftjax.models.heads import classify
 from ftjax.models.tokenizer import stop_token_ids
 
 PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # mean metrics: a score per row
@@ -48,6 +49,15 @@ def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
         texts += tokenizer.batch_decode(batch, skip_special_tokens=True)
         tokens += sum(map(len, batch))
     return texts, tokens
+
+
+def classify_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_length: int,
+                   batch_size: int) -> tuple[list[str], int]:
+    """The classification head's label for each prompt (cut as training cuts it), and no generated tokens."""
+    head = model.heads["classification"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    logits = classify(model, [p[: max_length - 1] for p in prompts], batch_size, pad)
+    return [head.labels[i] for i in logits.argmax(-1)], 0
 
 
 def _score_items(model: nnx.Module, tokenizer: Any, items: Sequence[EvalItem], config: ml_collections.ConfigDict,
@@ -70,9 +80,17 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     settings = eval_settings(config)
     t0 = time.perf_counter()
     items, task = eval_items(rows, config.data.format, label_set(config.data))
+    head = config.get("head", {}).get("type", "lm")
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
-    texts, new_tokens = generate_texts(model, tokenizer, encode_items(tokenizer, items, shots),
-                                       settings.max_new_tokens, settings.batch_size, progress)
+    prompts = encode_items(tokenizer, items, shots)
+    if head == "classification":  # the head picks a label; nothing is generated or teacher-forced
+        if task != "classification":
+            raise ValueError(f"a classification-head run evaluates classification rows (text, label); got {task}")
+        names = [n for n in names if n != "perplexity"]
+        texts, new_tokens = classify_texts(model, tokenizer, prompts, config.data.max_length, settings.batch_size)
+    else:
+        texts, new_tokens = generate_texts(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
+                                           progress)
     t1 = time.perf_counter()
     predictions = []
     for i, (item, text) in enumerate(zip(items, texts)):
@@ -97,7 +115,8 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     report |= metric_report(stats, classes, n_resamples)
     report |= {"bootstrap": {"resamples": n_resamples, "confidence": 0.95, "method": "percentile"},
                "settings": {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
-                            "normalize": settings.normalize, "decoding": "greedy", "few_shot": len(shots),
+                            "normalize": settings.normalize, "few_shot": len(shots),
+                            "decoding": "classification head" if head == "classification" else "greedy",
                             "max_length": config.data.max_length},
                "timing": {"generate_s": t1 - t0, "score_s": t2 - t1, "metrics_s": time.perf_counter() - t2,
                           "generated_tokens": new_tokens, "tokens_per_s": new_tokens / max(t1 - t0, 1e-9)}}

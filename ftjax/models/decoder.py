@@ -164,6 +164,7 @@ class CausalLM(nnx.Module):
         if not cfg.tie_embeddings:
             setattr(self, self.layout.head, L.Linear(cfg.hidden_size, cfg.vocab_size, bias=False,
                                                      axes=("embed", "vocab"), dtype=dtype, rngs=rngs))
+        self.heads = nnx.data(None)  # hook: task heads beside the LM head (models/heads.py)
 
     @property
     def backbone(self) -> nnx.Module:

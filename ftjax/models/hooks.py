@@ -2,11 +2,12 @@
 
 A family's LM class sets `layout = Layout(...)`: where its decoder stack, blocks and attention layers are, which
 linear layers make keys/values and end the feed-forward, and how its checkpoints store linear weights. Its
-modules hold two slots that start empty and that PEFT may fill:
+modules hold slots that start empty and that PEFT or a task may fill:
 
     backbone.prompt    a module with prepend(x, positions, valid, segment_ids, cache) and strip(h): virtual
                        input tokens in front of every sequence (prompt and prefix tuning)
     attention.prefix   a module (k, v, mask) -> (k, v, mask) adding learned keys/values (prefix tuning)
+    model.heads        an nnx.Dict of task heads reading final hidden states (heads.py: classification)
 
 Every linear layer is a `layers.Linear`, which adapters wrap in place.
 """

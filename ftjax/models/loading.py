@@ -118,17 +118,28 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32)
 def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | None = None, *,
                     tokenizer: Any | None = None, overwrite: bool = False) -> Path:
     """Write config.json + model.safetensors that transformers' `from_pretrained` loads (and the tokenizer's
-    files, so the folder is a complete model); atomic (temp, rename); an existing folder only if `overwrite`."""
+    files, so the folder is a complete model); atomic (temp, rename); an existing folder only if `overwrite`.
+    A model with a classification head is written as transformers' `*ForSequenceClassification`."""
     from safetensors.numpy import save_file
 
     out = Path(out_dir)
     tensors = convert.to_hf_state_dict(model, dtype)
+    hf_config = model.hf_config
+    heads = model.heads if model.heads is not None else {}
+    if "classification" in heads:  # a transformers *ForSequenceClassification model: the head is its `score`
+        labels = heads["classification"].labels
+        tensors.pop("heads.classification.weight")
+        tensors.pop(f"{model.layout.head}.weight", None)
+        tensors["score.weight"] = np.ascontiguousarray(np.asarray(heads["classification"].kernel[...]).T)
+        hf_config |= {"architectures": [a.replace("ForCausalLM", "ForSequenceClassification").replace(
+            "LMHeadModel", "ForSequenceClassification") for a in hf_config.get("architectures") or []],
+            "id2label": dict(enumerate(labels)), "label2id": {k: i for i, k in enumerate(labels)}}
     if any(v.dtype == jnp.bfloat16 for v in tensors.values()):
         tensors = {k: v.astype(np.float32) if v.dtype == jnp.bfloat16 else v for k, v in tensors.items()}
         # numpy safetensors cannot write bfloat16; float32 loses nothing and transformers casts on load
     with atomic_dir(out, overwrite) as tmp:
         save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(model.hf_config, indent=2, default=str))
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2, default=str))
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
     return out

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from ftjax.models.heads import HeadParam
 from ftjax.models.layers import Linear
 from ftjax.peft import prompt as P
 from ftjax.peft.config import peft_config, target_patterns, validate
@@ -144,8 +145,8 @@ def _replace(model: nnx.Module, path: str, new: nnx.Module) -> None:
 
 
 def trainable_filter(cfg: Any) -> Callable[[tuple[Any, ...], Any], bool]:
-    """An nnx filter for the trainable state: adapter `cfg.name`'s weights (`full`: every Param), plus Params
-    whose path matches `cfg.unfreeze`, minus those matching `cfg.freeze`. Use it for both the optimizer
+    """An nnx filter for the trainable state: adapter `cfg.name`'s weights (`full`: every Param) and any task
+    head, plus Params whose path matches `cfg.unfreeze`, minus those matching `cfg.freeze`. Use it for both the optimizer
     (`nnx.Optimizer(model, tx, wrt=f)`) and the gradient split (`nnx.split(model, f, ...)`)."""
     cfg = cfg if isinstance(cfg, ml_collections.ConfigDict) else peft_config(cfg)
     freeze = re.compile(cfg.freeze) if cfg.freeze else None
@@ -154,6 +155,8 @@ def trainable_filter(cfg: Any) -> Callable[[tuple[Any, ...], Any], bool]:
     def trainable(path: tuple[Any, ...], var: Any) -> bool:
         if not isinstance(var, nnx.Param):
             return False
+        if isinstance(var, HeadParam):  # a task head trains with any method
+            return True
         key = ".".join(map(str, path))
         if freeze is not None and freeze.search(key):
             return False

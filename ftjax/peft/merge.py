@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flax import nnx
 
+from ftjax.models.heads import add_head
 from ftjax.models.loading import build
 from ftjax.peft.layer import AdaptedLinear
 from ftjax.peft.state import active_adapter, adapter_hosts, adapter_spec
@@ -50,7 +51,15 @@ def merged_model(model: nnx.Module, name: str | None = None) -> nnx.Module:
                 if m.bias is not None:
                     params[(*path, "bias")] = m.bias.replace(bias.astype(m.bias.dtype))
     dtype = model.dtype
-    graphdef, abstract, rest = nnx.split(nnx.eval_shape(lambda: build(model.config, dtype)), nnx.Param, ...)
+    labels = model.heads["classification"].labels if model.heads is not None else None
+
+    def plain():  # the base model's structure, with the same task head
+        base = build(model.config, dtype)
+        if labels:
+            add_head(base, labels)
+        return base
+
+    graphdef, abstract, rest = nnx.split(nnx.eval_shape(plain), nnx.Param, ...)
     expected = {p for p, _ in nnx.to_flat_state(abstract)}
     if expected != set(params):
         raise ValueError(f"merged parameters do not match the base model: {sorted(expected ^ set(params))[:3]}")

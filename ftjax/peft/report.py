@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from ftjax.models.config import ModelConfig
+from ftjax.models.heads import HeadParam
 from ftjax.models.loading import build
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.peft.config import METHODS, peft_config
@@ -55,10 +56,12 @@ def _in_adapter_any(path: tuple[Any, ...], _: Any) -> bool:
 
 
 def parameter_report(model: nnx.Module, cfg: Any) -> dict[str, Any]:
-    """Counts for `model` adapted by `cfg`: base parameters, trainable ones, and the bytes its checkpoint
-    holds (the adapter's tensors; the whole model for full fine-tuning; safetensors adds a small header)."""
+    """Counts for `model` adapted by `cfg`: base parameters (task heads are not base), trainable ones (with
+    any task head), and the bytes its checkpoint holds (the adapter's tensors; the whole model for full
+    fine-tuning; safetensors adds a small header)."""
     cfg = peft_config(cfg) if isinstance(cfg, Mapping) else cfg
-    base, base_bytes = _count(nnx.state(model, nnx.All(nnx.Param, nnx.Not(_in_adapter_any))))
+    base_filter = nnx.All(nnx.Param, nnx.Not(_in_adapter_any), nnx.Not(HeadParam))
+    base, base_bytes = _count(nnx.state(model, base_filter))
     trainable, _ = _count(nnx.state(model, trainable_filter(cfg)))
     if cfg.method == "full":
         saved = base_bytes

@@ -9,10 +9,9 @@ import ml_collections
 import numpy as np
 
 from ftjax import distributed
-from ftjax.data.config import label_set
+from ftjax.data.config import label_set, rows_of
 from ftjax.data.encode import encode_all
 from ftjax.data.pipeline import Batches
-from ftjax.data.sources import load_rows, parse_columns
 from ftjax.loss import target_positions
 from ftjax.models.tokenizer import load_tokenizer
 
@@ -26,20 +25,21 @@ class RunData:
     validation_rows: list[dict]  # the raw validation rows, for generated task metrics
 
 
-def load_split(spec: str, config: ml_collections.ConfigDict, tokenizer: Any) -> tuple[list[dict], list[dict]]:
-    """(rows, encoded examples with loss masks) of one split; an empty split is an error."""
-    rows = load_rows(spec, parse_columns(config.data.columns))
+def load_split(split: str, config: ml_collections.ConfigDict, tokenizer: Any) -> tuple[list[dict], list[dict]]:
+    """(rows, encoded examples with loss masks) of split `train` or `validation`; an empty split is an error."""
+    rows = rows_of(config.data, split)
     if not rows:
-        raise ValueError(f"{spec}: no rows")
-    return rows, encode_all(rows, tokenizer, config.data.format, config.data.max_length, label_set(config.data))
+        raise ValueError(f"{config.data[split]}: no rows for the {split} split")
+    return rows, encode_all(rows, tokenizer, config.data.format, config.data.max_length, label_set(config.data),
+                            config.head.type)
 
 
 def load_data(config: ml_collections.ConfigDict, validation: bool = True) -> RunData:
     """The tokenizer and the train (and validation) split, each read from disk once."""
     tokenizer = load_tokenizer(config.model.path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    _, train = load_split(config.data.train, config, tokenizer)
-    rows, examples = (load_split(config.data.validation, config, tokenizer) if validation and config.data.validation
+    _, train = load_split("train", config, tokenizer)
+    rows, examples = (load_split("validation", config, tokenizer) if validation and config.data.validation
                       else ([], []))
     return RunData(tokenizer, pad_id, train, examples, rows)
 

@@ -40,11 +40,13 @@ def check(config: ml_collections.ConfigDict) -> None:
     from ftjax.data import config as data
     from ftjax.metrics.suite import parse_metrics
     from ftjax.models import config as model
+    from ftjax.models import heads
     from ftjax.peft.config import validate as check_peft
 
     model.check(config.model)
     data.check(config.data)
     check_peft(config.peft)
+    heads.check(config.head, data.label_set(config.data))
     sharding.check_rules(config.mesh.rules)
     tc = config.train
     at_least(tc, "train", 0, "steps", "epochs", "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm",
@@ -62,7 +64,8 @@ def check(config: ml_collections.ConfigDict) -> None:
         generated = parse_metrics(config.eval.metrics)
     except ValueError as e:
         raise ValueError(f"eval.metrics: {e}") from None
-    known = (*LOSS_METRICS, *(f"val_{m}" for m in generated))
+    known = (*LOSS_METRICS, *(["val_accuracy"] if config.head.type == "classification" else []),
+             *(f"val_{m}" for m in generated))
     if es.metric not in known:
         raise ValueError(f"train.early_stopping.metric={es.metric!r} is not computed; choose from {', '.join(known)} "
                          "(generated metrics come from eval.metrics)")

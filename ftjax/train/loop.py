@@ -211,6 +211,8 @@ def validate(run: TrainSetup, state: TrainState, data: RunData, config: ml_colle
         nll, n, hits = nll + float(s), n + float(k), hits + float(h)
     loss = nll / max(n, 1.0)
     out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)), "val_token_accuracy": hits / max(n, 1.0)}
+    if config.head.type == "classification":  # one target per example: token accuracy is label accuracy
+        out["val_accuracy"] = out["val_token_accuracy"]
     if config.eval.metrics:
         out |= task_metrics(run.eval_model(state), data.tokenizer, data.validation_rows, config)
     return out

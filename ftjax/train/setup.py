@@ -16,7 +16,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ftjax import distributed, sharding
 from ftjax.models import from_pretrained
+from ftjax.data.config import label_set
 from ftjax.models.config import ModelConfig, check_limits
+from ftjax.models.heads import add_head
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.peft.report import parameter_report
 from ftjax.train.optimizer import optimizer, schedule
@@ -58,6 +60,8 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     check_limits(model.config, config.data.max_length, virtual)
     model.set_remat(config.model.remat)
     apply_peft(model, config.peft, nnx.Rngs(tc.seed))
+    if config.head.type != "lm":
+        add_head(model, label_set(config.data), tc.seed)
     counts = parameter_report(model, config.peft)
     log.info("parameters: %s trainable of %s base (%.4f%%)", f"{counts['trainable_params']:,}",
              f"{counts['base_params']:,}", counts["trainable_percent"])
@@ -91,12 +95,14 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     shardings = TrainState(placed(trainable), opt_shardings, placed(rng), placed(frozen))
     positions = {"index": replicated, "valid": replicated}  # flat target positions into the whole micro-batch
     batch_shardings = {k: NamedSharding(mesh, P(None, sharding.BATCH_AXES)) for k in ROWS} | positions
-    train_step = jax.jit(make_train_step(graphdef, tx, tc.loss_chunk), donate_argnums=0,
+    head = config.head.type
+    train_step = jax.jit(make_train_step(graphdef, tx, tc.loss_chunk, head, config.head.label_smoothing),
+                         donate_argnums=0,
                          in_shardings=(shardings, batch_shardings), out_shardings=(shardings, replicated))
     # every process builds the whole validation batch; its rows split over data x fsdp when they divide
     eval_rows = P(sharding.BATCH_AXES) if tc.eval_batch_size % replicas == 0 else P()
     eval_shardings = {k: NamedSharding(mesh, eval_rows) for k in ROWS} | positions
-    eval_step = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk), out_shardings=replicated,
+    eval_step = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk, head), out_shardings=replicated,
                         in_shardings=(shardings, eval_shardings))
     return TrainSetup(model.config, counts, mesh, shards, state, shardings, learning_rate, batch_shardings,
                       eval_shardings, eval_graphdef, train_step, eval_step)

@@ -14,19 +14,22 @@ from flax import nnx
 from ftjax.loss import target_loss_sums
 from ftjax.train.state import TrainState
 
-def _loss_sums(model, batch, chunk: int):
+def _loss_sums(model, batch, chunk: int, head: str, smoothing: float):
     h, _ = model.hidden_states(batch["inputs"], positions=batch["positions"], attention_mask=batch["attention_mask"],
                                segment_ids=batch["segment_ids"])
-    return target_loss_sums(model.logits, h, batch["targets"], batch["index"], batch["valid"], chunk)
+    out = model.logits if head == "lm" else model.heads[head]
+    return target_loss_sums(out, h, batch["targets"], batch["index"], batch["valid"], chunk, smoothing)
 
 
-def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, chunk: int):
-    """step(state, batch) -> (state, metrics); `batch` leaves have a leading micro-batch axis [accum, micro, ...]."""
+def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, chunk: int, head: str = "lm",
+                    smoothing: float = 0.0):
+    """step(state, batch) -> (state, metrics); `batch` leaves have a leading micro-batch axis [accum, micro, ...].
+    `head`: the LM head, or the task head whose loss trains (ftjax.models.heads)."""
 
     def loss_fn(trainable, rng, frozen, mb):
         # copy=True: fresh Variables at this trace level, so dropout may advance its RNG count inside grad
         model = nnx.merge(graphdef, trainable, rng, frozen, copy=True)
-        nll, n, hits = _loss_sums(model, mb, chunk)
+        nll, n, hits = _loss_sums(model, mb, chunk, head, smoothing)
         return nll, (n, hits, nnx.state(model, nnx.RngState))
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -51,10 +54,11 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, ch
     return step
 
 
-def make_eval_step(graphdef: nnx.GraphDef, chunk: int):
+def make_eval_step(graphdef: nnx.GraphDef, chunk: int, head: str = "lm"):
     """eval(state, batch) -> (nll sum, target count, argmax hits) for one batch [b, ...]."""
 
     def step(state: TrainState, batch):
-        return _loss_sums(nnx.merge(graphdef, state.trainable, state.rng, state.frozen, copy=True), batch, chunk)
+        model = nnx.merge(graphdef, state.trainable, state.rng, state.frozen, copy=True)
+        return _loss_sums(model, batch, chunk, head, 0.0)
 
     return step

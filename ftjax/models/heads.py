@@ -1,0 +1,91 @@
+"""Task heads beside the language-model head: a classification head over a label set.
+
+The head reads the final hidden state of each example's last real token (the pooling transformers'
+`*ForSequenceClassification` models use). That is where the trainer's loss already gathers its target
+positions: a classification example is encoded as its text plus the label's index as the one target
+(`ftjax.data.encode.encode_label`), so the chunked, token-normalised loss trains a head exactly as it trains the
+LM head, with accumulation, packing and sharding unchanged. Head weights are `HeadParam`s: trained with the
+adapter, saved in its checkpoints, exported as transformers' `score` layer.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+HEADS = ("lm", "classification")
+
+
+class HeadParam(nnx.Param):
+    """A task head's weight: always trainable, whatever the fine-tuning method."""
+
+
+class ClassificationHead(nnx.Module):
+    """logits [..., labels] = h @ kernel, in float32; no bias, like transformers' `score` layer."""
+
+    def __init__(self, hidden_size: int, labels: Sequence[str], *, dtype: Any, rngs: nnx.Rngs):
+        self.labels = tuple(labels)
+        init = nnx.initializers.normal(0.02)
+        self.kernel = HeadParam(init(rngs.params(), (hidden_size, len(labels)), dtype), out_sharding=("embed", None))
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        return (h.astype(jnp.float32) @ self.kernel[...].astype(jnp.float32))
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The `head` block: `type` lm (generate the answer) or classification (a head over data.labels, trained
+    with cross-entropy), and label smoothing of the loss."""
+    return ml_collections.ConfigDict(dict(type="lm", label_smoothing=0.0))
+
+
+def check(block: ml_collections.ConfigDict, labels: Sequence[str] | None) -> None:
+    from ftjax.config import one_of
+
+    one_of(block, "head", "type", HEADS)
+    if not 0.0 <= block.label_smoothing < 1.0:
+        raise ValueError(f"head.label_smoothing={block.label_smoothing!r}: must be in [0, 1)")
+    if block.type == "classification" and not labels:
+        raise ValueError("head.type=classification needs the label set: set data.labels (comma-separated)")
+
+
+def add_head(model: nnx.Module, labels: Sequence[str], seed: int = 0) -> ClassificationHead:
+    """Give `model` a classification head over `labels` (its `heads` slot, see hooks.py)."""
+    head = ClassificationHead(model.config.hidden_size, labels, dtype=jnp.float32, rngs=nnx.Rngs(seed))
+    if model.heads is None:
+        model.heads = nnx.Dict()
+    model.heads["classification"] = head
+    return head
+
+
+def classify(model: nnx.Module, prompts: Sequence[Sequence[int]], batch_size: int = 32, pad_id: int = 0
+             ) -> np.ndarray:
+    """The classification head's logits [n, labels] for token-id prompts, read at each one's last token."""
+    graphdef, state = nnx.split(model)
+    width = -(-max(map(len, prompts)) // 16) * 16  # one width: one compile
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        chunk = list(prompts[i:i + batch_size])
+        real = len(chunk)
+        chunk += [chunk[0]] * (batch_size - real)  # a full last batch reuses the compiled shape
+        ids = np.full((batch_size, width), pad_id, np.int32)
+        mask = np.zeros((batch_size, width), bool)
+        for j, p in enumerate(chunk):
+            ids[j, :len(p)], mask[j, :len(p)] = p, True
+        last = np.asarray([len(p) - 1 for p in chunk], np.int32)
+        out.append(np.asarray(_last_token_logits(graphdef, state, ids, mask, last))[:real])
+    return np.concatenate(out)
+
+
+@functools.partial(jax.jit, static_argnames="graphdef")
+def _last_token_logits(graphdef, state, ids, mask, last):
+    model = nnx.merge(graphdef, state)
+    positions = jnp.maximum(jnp.cumsum(mask, -1) - 1, 0).astype(jnp.int32)
+    h, _ = model.hidden_states(ids, positions=positions, attention_mask=mask)
+    return model.heads["classification"](jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0])

@@ -1,0 +1,137 @@
+"""The classification head: it learns, only it and the adapter train, `ftjax eval` scores a labelled CSV it has
+never seen, and the merged export loads in transformers' AutoModelForSequenceClassification with equal logits."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import ftjax.models as M
+from conftest import run_ftjax, sft_config
+from ftjax.models.heads import add_head, classify
+from ftjax.train import loop
+
+LABELS = ["alpha", "beta", "gamma"]
+
+
+def write_csv(path, rng, n):
+    """Banking77's layout (text,category): the category is which keyword (w10, w11, w12) the text holds, among
+    random filler words."""
+    noise = lambda: [f"w{rng.randint(20, 100)}" for _ in range(rng.randint(0, 4))]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "category"])
+        for _ in range(n):
+            k = rng.randint(3)
+            w.writerow([" ".join(["w3", *noise(), f"w{10 + k}", *noise()]), LABELS[k]])
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def run(tiny_model_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("heads")
+    rng = np.random.RandomState(0)
+    paths = {"train": write_csv(root / "train.csv", rng, 96), "validation": write_csv(root / "val.csv", rng, 24),
+             "test": write_csv(root / "test.csv", rng, 30)}
+    config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": paths["train"],
+                           "data.validation": paths["validation"], "data.columns": "label=category",
+                           "data.format": "classification", "data.labels": ",".join(LABELS),
+                           "head.type": "classification", "train.steps": 60, "train.batch_size": 8,
+                           "train.learning_rate": 3e-2, "train.eval_every": 20, "checkpoint.every": 20,
+                           "train.early_stopping.metric": "val_accuracy", "train.early_stopping.mode": "max"})
+    wd = root / "run"
+    summary = loop.main(config, wd)
+    return wd, summary, paths
+
+
+def test_head_learns_and_early_stopping_reads_its_accuracy(run):
+    wd, summary, _ = run
+    rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "val_accuracy" in r]
+    assert [r["step"] for r in evals] == [20, 40, 60]
+    first, last = np.mean([r["loss"] for r in rows[:10]]), np.mean([r["loss"] for r in rows[-10:]])
+    assert last < 0.6 * first
+    assert summary["metric"] == "val_accuracy" and summary["best"] >= 0.8  # chance is 1/3
+
+
+def test_eval_scores_a_labelled_csv_with_the_head(run, tmp_path):
+    wd, summary, paths = run
+    run_ftjax("eval", f"--workdir={wd}", f"--config.data.test={paths['test']}", f"--out={tmp_path}")
+    report = json.loads((tmp_path / "test.json").read_text())
+    assert report["task"] == "classification" and report["settings"]["decoding"] == "classification head"
+    assert set(report["metrics"]) == {"accuracy", "macro_f1"} and report["metrics"]["accuracy"]["value"] >= 70
+    assert report["classification"]["labels"] == LABELS
+    predictions = [json.loads(line) for line in (tmp_path / "test_predictions.jsonl").read_text().splitlines()]
+    assert report["rows"] == 30 and len(predictions) == report["items"]  # rows with equal texts are one item
+    assert all(p["prediction"] in LABELS for p in predictions)
+
+
+def test_only_the_head_and_the_adapter_train(tiny_model_dir):
+    from ftjax.peft.apply import apply_peft, trainable_filter
+    from ftjax.train.state import TrainState
+    from ftjax.train.step import make_train_step
+    from ftjax.loss import target_positions
+
+    model = M.from_pretrained(tiny_model_dir)
+    apply_peft(model, {"method": "lora", "rank": 2, "init": "gaussian"}, nnx.Rngs(0))
+    add_head(model, LABELS)
+    graphdef, trainable, rng, frozen = nnx.split(model, trainable_filter({"method": "lora"}), nnx.RngState, ...)
+    paths = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(trainable)}
+    assert "heads.classification.kernel" in paths and all("lora_" in p or p.startswith("heads.") for p in paths)
+    ids = np.asarray([[1, 20, 30, 40, 2], [1, 21, 31, 0, 0]], np.int32)
+    mask = np.asarray([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]], bool)  # label "token" last, never attended
+    loss_mask = np.zeros_like(mask)
+    loss_mask[0, 2], loss_mask[1, 1] = True, True  # the last text token of each row
+    targets = np.zeros_like(ids)
+    targets[0, 2], targets[1, 1] = 2, 0
+    batch = {"inputs": ids[None], "targets": targets[None], "attention_mask": mask[None],
+             "positions": np.maximum(np.cumsum(mask, 1) - 1, 0)[None].astype(np.int32),
+             "segment_ids": np.ones_like(ids)[None]}
+    batch["index"], batch["valid"] = target_positions(loss_mask[None])
+    tx = optax.sgd(0.1)
+    step = jax.jit(make_train_step(graphdef, tx, chunk=8, head="classification"))
+    new, metrics = step(TrainState(trainable, tx.init(trainable), rng, frozen), batch)
+    assert float(metrics["target_tokens"]) == 2
+    changed = {".".join(map(str, p)) for (p, a), (_, b) in zip(nnx.to_flat_state(trainable),
+                                                                nnx.to_flat_state(new.trainable))
+               if not np.allclose(np.asarray(a.get_value()), np.asarray(b.get_value()))}
+    assert "heads.classification.kernel" in changed and any("lora_b" in p for p in changed)  # B starts at 0
+
+
+def test_label_smoothing_matches_optax():
+    from ftjax.loss import token_nll
+
+    logits = jax.random.normal(jax.random.key(0), (5, 7))
+    labels = jnp.asarray([0, 3, 6, 2, 2])
+    want = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(labels, 7), 0.1))
+    np.testing.assert_allclose(token_nll(logits, labels, 0.1), want, rtol=1e-5, atol=1e-6)
+
+
+def test_merged_export_is_a_transformers_sequence_classifier(run, tmp_path):
+    import torch
+    import transformers
+
+    from ftjax.models.tokenizer import load_tokenizer
+    from ftjax.train.restore import load_run
+
+    wd, _, _ = run
+    out = tmp_path / "seqcls"
+    run_ftjax("export", f"--workdir={wd}", "--format=merged", f"--out={out}")
+    model, tokenizer, _, _ = load_run(wd)
+    texts = ["w3 w11 w40", "w3 w52 w10", "w3 w99 w12 w33 w44"]
+    prompts = [tokenizer(t)["input_ids"] for t in texts]
+    ours = classify(model, prompts, batch_size=4, pad_id=tokenizer.pad_token_id)
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert hf.config.id2label == dict(enumerate(LABELS))
+    tok = load_tokenizer(out)
+    enc = tok(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        theirs = hf(**enc).logits.numpy()
+    assert np.abs(ours - theirs).max() <= 1e-4
