@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 import ftjax.models as M
-from conftest import run_ftjax, sft_config
+from conftest import ROOT, run_ftjax, sft_config
 from ftjax.models.heads import add_head, classify
 from ftjax.train import loop
 
@@ -135,3 +135,29 @@ def test_merged_export_is_a_transformers_sequence_classifier(run, tmp_path):
     with torch.no_grad():
         theirs = hf(**enc).logits.numpy()
     assert np.abs(ours - theirs).max() <= 1e-4
+
+
+def test_banking77_tiny_config_trains_packed_with_the_head(run, tiny_model_dir, tmp_path):
+    """configs/banking77.py:tiny: classification head, holdout validation, packed rows, label smoothing."""
+    from ftjax.config import load_config_file, set_dotted
+
+    _, _, paths = run
+    config = load_config_file(ROOT / "configs" / "banking77.py", "tiny")
+    for key, value in {"model.path": str(tiny_model_dir), "data.train": paths["train"],
+                       "data.labels": ",".join(LABELS)}.items():
+        set_dotted(config, key, value)
+    summary = loop.main(config, tmp_path)
+    assert config.data.pack and config.data.validation == "holdout:0.1"
+    assert summary["steps"] == 8 and summary["metric"] == "val_accuracy"
+    assert summary["validation_examples"] == 10 and summary["train_examples"] == 86  # 96 rows, 10% held out
+
+
+def test_e2e_config_is_valid(tiny_model_dir):
+    from ftjax.config import load_config_file, set_dotted
+    from ftjax.train.config import check
+
+    config = load_config_file(ROOT / "configs" / "e2e_nlg.py", "tiny")
+    set_dotted(config, "model.path", str(tiny_model_dir))
+    set_dotted(config, "data.train", "rows.csv")
+    check(config)
+    assert config.data.columns == "data=mr,text=ref" and config.data.format == "data_to_text"

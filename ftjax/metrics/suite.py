@@ -1,8 +1,9 @@
 """Metrics by name over prediction rows, with bootstrap intervals: what `ftjax eval`, the trainer's
 validation hook and `ftjax compare` all compute, from the same rows.
 
-A prediction row holds `prediction` (text), `references` (texts), and where they apply `label` (the gold class)
-and `nll`/`tokens` (teacher-forced scores of the references, for perplexity).
+A prediction row holds `prediction` (text), `references` (texts), and where they apply `label` (the gold class),
+`nll`/`tokens` (teacher-forced scores of the references, for perplexity) and `prompt` (a data-to-text row's
+meaning representation, for the slot error rate).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from collections.abc import Sequence
 
 from ftjax.metrics import classification as C, text as T
 from ftjax.metrics.bootstrap import Statistic, bootstrap_ci, ratio_statistic, with_ci
+from ftjax.metrics.slots import slot_error_rate
 
 TEXT_METRICS = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l", "bleu", "chrf")
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
-METRICS = (*TEXT_METRICS, *CLASSIFICATION_METRICS, "perplexity")
-LOWER_IS_BETTER = frozenset({"perplexity"})
+METRICS = (*TEXT_METRICS, *CLASSIFICATION_METRICS, "perplexity", "slot_error_rate")
+LOWER_IS_BETTER = frozenset({"perplexity", "slot_error_rate"})
 
 
 def parse_metrics(spec: str | Sequence[str], task: str | None = None) -> list[str]:
@@ -27,11 +29,16 @@ def parse_metrics(spec: str | Sequence[str], task: str | None = None) -> list[st
             raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
         if name in CLASSIFICATION_METRICS and task not in (None, "classification"):
             raise ValueError(f"metric {name!r} needs classification rows (text + label); this split is {task}")
+        if name == "slot_error_rate" and task not in (None, "data_to_text"):
+            raise ValueError(f"metric {name!r} needs data-to-text rows (an E2E meaning representation); "
+                             f"this split is {task}")
     return names
 
 
 def default_metrics(task: str) -> list[str]:
-    return [*CLASSIFICATION_METRICS, "perplexity"] if task == "classification" else [*TEXT_METRICS, "perplexity"]
+    if task == "classification":
+        return [*CLASSIFICATION_METRICS, "perplexity"]
+    return [*TEXT_METRICS, "perplexity", *(["slot_error_rate"] if task == "data_to_text" else [])]
 
 
 def statistics(rows: Sequence[dict], names: Sequence[str], normalize: str = T.SQUAD,
@@ -56,6 +63,8 @@ def statistics(rows: Sequence[dict], names: Sequence[str], normalize: str = T.SQ
                 raise ValueError("perplexity needs teacher-forced scores (`nll`, `tokens`) in every row")
             out[name] = ratio_statistic([r["nll"] for r in rows], [r["tokens"] for r in rows],
                                         lambda x: math.exp(min(x, 50.0)))
+        elif name == "slot_error_rate":  # the prompt of a data-to-text row is its meaning representation
+            out[name] = slot_error_rate([r["prompt"] for r in rows], predictions)
         elif name in CLASSIFICATION_METRICS and "per_class" not in out:
             items = C.encode_labels([r["label"] for r in rows], predictions, classes, T.normalizer(normalize))
             out |= C.classification_statistics(items, len(classes))

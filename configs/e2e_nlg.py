@@ -1,0 +1,57 @@
+"""E2E NLG data-to-text: Gemma 3 270M, LoRA, generating a restaurant description from a meaning representation.
+
+    ftjax train --config=configs/e2e_nlg.py --workdir=runs/e2e
+    ftjax eval --workdir=runs/e2e --config.data.test=PATH/testset.csv     # `mr,ref`: BLEU, ROUGE-L, chrF, SER
+
+Data: ../shared/data/e2e/devset.csv (or $E2E_DIR/devset.csv), `mr,ref`, several human references per MR; rows
+with the same MR are one example with several references when evaluated. Validation = a 10% holdout of the MRs
+(`data.validation=holdout:0.1`; all references of an MR on one side). Metrics: corpus BLEU and chrF
+(sacrebleu, multi-reference), ROUGE-L, and the slot error rate (`ftjax/metrics/slots.py`: MR facts missed,
+contradicted or added; lower is better), the hallucination measure. Variant `tiny`: the tests' shape.
+No result recorded yet: see the issue's note.
+"""
+
+import os
+from pathlib import Path
+
+import ml_collections
+
+from ftjax import sharding
+from ftjax.data import config as data
+from ftjax.eval import config as evaluation
+from ftjax.models import config as model, heads
+from ftjax.peft import config as peft
+from ftjax.train import config as train
+
+MODEL = "models/gemma-3-270m-q4_k_m.gguf"
+DATA = Path(os.environ.get("E2E_DIR", "../shared/data/e2e"))
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.model = model.default_config()
+    c.model.update(path=MODEL, dtype="bfloat16")
+    c.data = data.default_config()
+    c.data.update(train=str(DATA / "devset.csv"), validation="holdout:0.1", columns="data=mr,text=ref",
+                  format="data_to_text", max_length=128)
+    c.head = heads.default_config()
+    c.peft = peft.default_config()
+    c.peft.update(method="lora", rank=8, alpha=16.0, targets="all-linear")
+    c.train = train.default_config()
+    c.train.update(steps=300, batch_size=8, learning_rate=5e-4, warmup_steps=20, eval_every=100)
+    c.checkpoint = train.checkpoint_config()
+    c.checkpoint.update(every=100)
+    c.mesh = sharding.default_config()
+    c.eval = evaluation.default_config()
+    c.eval.update(max_new_tokens=64, batch_size=16)
+    if arg == "tiny":
+        c.model.update(path="", dtype="float32")
+        c.data.update(train="", max_length=32)
+        c.train.update(steps=8, batch_size=4, eval_every=4, eval_batch_size=4, warmup_steps=0)
+        c.checkpoint.update(every=4, async_save=False)
+        c.mesh.update(shape=(1, 1, 1))
+        c.eval.update(max_new_tokens=8, batch_size=4)
+    elif arg:
+        raise ValueError(f"unknown configs/e2e_nlg.py variant {arg!r}; choose from: tiny")
+    c.lock()
+    return c
