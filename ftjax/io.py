@@ -120,7 +120,8 @@ def read_text(path: str | os.PathLike) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
-        raise ValueError(f"{p}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); re-encode the file as UTF-8") from None
+        raise ValueError(f"{p}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x}); re-encode the file as "
+                         "UTF-8") from None
 
 
 def parse_json(text: str, where: str) -> object:

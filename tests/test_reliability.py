@@ -304,8 +304,8 @@ def test_export_refuses_sources_and_existing_folders(data, finished, tmp_path):
 def test_generate_checks_its_output_before_generating(tiny_model_dir, tmp_path):
     (tmp_path / "file").write_text("")
     t = time.perf_counter()
-    proc = run_ftjax("generate", f"--model={tiny_model_dir}", "--prompt=w3", f"--output={tmp_path / 'file' / 'o.jsonl'}",
-                     check=False)
+    proc = run_ftjax("generate", f"--model={tiny_model_dir}", "--prompt=w3",
+                     f"--output={tmp_path / 'file' / 'o.jsonl'}", check=False)
     assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr.strip().splitlines()[-1]
     proc = run_ftjax("generate", f"--model={tiny_model_dir}", "--prompt=w3", "--temperature=nan", check=False)
     assert proc.returncode == 2 and "temperature" in proc.stderr.strip().splitlines()[-1]
@@ -346,7 +346,8 @@ def test_ctrl_c_is_one_line(data, tmp_path):
     _, err = proc.communicate(timeout=120)
     last = err.strip().splitlines()[-1]
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
-    assert last.startswith("ftjax train: interrupted: saved step ") and last.endswith("rerun the same command to resume")
+    assert last.startswith("ftjax train: interrupted: saved step ")
+    assert last.endswith("rerun the same command to resume")
     step = int(last.split("saved step ")[1].split(";")[0])
     assert (tmp_path / "checkpoints" / str(step)).is_dir() and max(losses(tmp_path)) == step
 

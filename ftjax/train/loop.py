@@ -3,8 +3,9 @@
     ftjax train --config=configs/sft.py --workdir=runs/demo [--config.train.steps=100 ...]
 
 Check the config, read and tokenize the splits, set the run up on the mesh (setup.py), lock the workdir and
-check it against the run it holds (guard.py), restore the newest checkpoint if it has one, then loop: step, log, evaluate on the validation split, early-stop, save. A project that needs
-another loop copies this file into `experiments/<name>/` rather than subclassing it.
+check it against the run it holds (guard.py), restore the newest checkpoint if it has one, then loop: step,
+log, evaluate on the validation split, early-stop, save. A project that needs another loop copies this file
+into `experiments/<name>/` rather than subclassing it.
 """
 
 from __future__ import annotations
