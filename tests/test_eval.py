@@ -166,6 +166,7 @@ def test_base_model_switches_adapter_off_or_reloads(base):
     (["--config.data.test=BAD", "--out=OUT"], "BAD:2: missing field 'completion'"),
     (["--out=OUT"], "pass --config.data.test=PATH"),
     (["--config.data.test=BAD", "--out=OUT", "--config.eval.bogus=1"], "bogus"),
+    (["--config.data.test=BAD", "--out=OUT", "--config.train.steps=3"], "unknown config key 'train'"),
 ])
 def test_eval_bad_input_is_one_line_and_writes_nothing(base, tmp_path, args, message):
     bad = tmp_path / "bad.jsonl"
