@@ -43,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint.update(every=100)
     c.mesh = sharding.default_config()
     c.eval = evaluation.default_config()
-    c.eval.update(max_new_tokens=64, batch_size=16)
+    c.eval.update(max_new_tokens=64, batch_size=16, num_beams=4, length_penalty=0.9, no_repeat_ngram_size=4)
     if arg == "tiny":
         c.model.update(path="", dtype="float32")
         c.data.update(train="", max_length=32)

@@ -1,6 +1,7 @@
 """The `eval` block of an experiment config, read by `ftjax eval` and the trainer's validation hook.
 
-    max_new_tokens, batch_size   greedy generation per prompt
+    max_new_tokens, batch_size   generation per prompt
+    num_beams, length_penalty, no_repeat_ngram_size   beam search when num_beams > 1 (1 = greedy)
     metrics      task metrics generated on the validation split during training (val_<name>, usable by
                  early stopping), e.g. "rouge_l,exact_match" or "accuracy"; "" = loss metrics only
     normalize    text normalisation before exact match / token F1
@@ -18,13 +19,13 @@ from ftjax.metrics.text import SQUAD, normalizer
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(max_new_tokens=16, batch_size=16, metrics="", normalize=SQUAD,
-                                          bootstrap=1000))
+                                          bootstrap=1000, num_beams=1, length_penalty=1.0, no_repeat_ngram_size=0))
 
 
 def check(block: ml_collections.ConfigDict) -> None:
     """One-line errors for a bad `eval` block: sizes, metric names, normalisation options."""
-    at_least(block, "eval", 1, "max_new_tokens", "batch_size")
-    at_least(block, "eval", 0, "bootstrap")
+    at_least(block, "eval", 1, "max_new_tokens", "batch_size", "num_beams")
+    at_least(block, "eval", 0, "bootstrap", "no_repeat_ngram_size")
     try:
         parse_metrics(block.metrics)
         normalizer(block.normalize)

@@ -10,6 +10,7 @@ same code, so a `val_rouge_l` in metrics.jsonl is the `rouge_l` that `ftjax eval
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from ftjax.eval.scoring import sequence_nll
 from ftjax.io import write_json, write_jsonl
 from ftjax.metrics.classification import OTHER, class_list
 from ftjax.metrics.suite import default_metrics, metric_report, parse_metrics, statistics
+from ftjax.models.beam import Beam, beam_search
 from ftjax.models.generate import Sampling, generate
 from ftjax.models.heads import classify
 from ftjax.models.tokenizer import stop_token_ids
@@ -37,15 +39,22 @@ PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # me
 
 
 def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                   batch_size: int, progress: bool = True) -> tuple[list[str], int]:
-    """Greedy completions in input order and batches of `batch_size`, decoded as `ftjax generate` decodes
-    them (same order and batches give the same padded shapes, hence the same tokens); and the token count."""
-    sampling = Sampling(max_new_tokens, stop_token_ids=stop_token_ids(tokenizer, model.config.eos_ids))
+                   batch_size: int, progress: bool = True, beam: Beam | None = None) -> tuple[list[str], int]:
+    """Greedy (or, given `beam` with num_beams > 1, beam-search) completions in input order and batches of
+    `batch_size`, decoded as `ftjax generate` decodes them (same order and batches give the same padded
+    shapes, hence the same tokens); and the token count."""
+    stops = stop_token_ids(tokenizer, model.config.eos_ids)
+    if beam is not None and beam.num_beams > 1:
+        beam = dataclasses.replace(beam, max_new_tokens=max_new_tokens, stop_token_ids=stops)
+        decode = lambda batch, pad: beam_search(model, batch, beam, pad)
+    else:
+        sampling = Sampling(max_new_tokens, stop_token_ids=stops)
+        decode = lambda batch, pad: generate(model, batch, sampling, pad)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     texts, tokens = [], 0
     for i in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch", file=sys.stderr, leave=False,
                   disable=not progress or len(prompts) <= batch_size):
-        batch = generate(model, prompts[i:i + batch_size], sampling, pad)
+        batch = decode(prompts[i:i + batch_size], pad)
         texts += tokenizer.batch_decode(batch, skip_special_tokens=True)
         tokens += sum(map(len, batch))
     return texts, tokens
@@ -89,8 +98,10 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
         names = [n for n in names if n != "perplexity"]
         texts, new_tokens = classify_texts(model, tokenizer, prompts, config.data.max_length, settings.batch_size)
     else:
+        beam = Beam(settings.num_beams, settings.max_new_tokens, settings.length_penalty,
+                    settings.no_repeat_ngram_size)
         texts, new_tokens = generate_texts(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
-                                           progress)
+                                           progress, beam)
     t1 = time.perf_counter()
     predictions = []
     for i, (item, text) in enumerate(zip(items, texts)):
@@ -116,7 +127,10 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     report |= {"bootstrap": {"resamples": n_resamples, "confidence": 0.95, "method": "percentile"},
                "settings": {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
                             "normalize": settings.normalize, "few_shot": len(shots),
-                            "decoding": "classification head" if head == "classification" else "greedy",
+                            "decoding": "classification head" if head == "classification" else (
+                                f"beam search (width {settings.num_beams}, length penalty {settings.length_penalty}, "
+                                f"no-repeat n-gram {settings.no_repeat_ngram_size})" if settings.num_beams > 1
+                                else "greedy"),
                             "max_length": config.data.max_length},
                "timing": {"generate_s": t1 - t0, "score_s": t2 - t1, "metrics_s": time.perf_counter() - t2,
                           "generated_tokens": new_tokens, "tokens_per_s": new_tokens / max(t1 - t0, 1e-9)}}
