@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ftjax.models.generate import left_pad
+from ftjax.models.generate import cut_at_stops, left_pad
 
 NEG = -1.0e9
 
@@ -117,10 +117,5 @@ def beam_search(model: nnx.Module, prompts: Sequence[Sequence[int]], beam: Beam 
     """The best beam's new tokens for each prompt, cut before the first stop token."""
     ids, mask = left_pad(prompts, pad_id)
     graphdef, state = nnx.split(model)
-    out = np.asarray(_search(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), beam))
-    results = []
-    for row in out:
-        toks = [int(t) for t in row]
-        cut = next((i for i, t in enumerate(toks) if t in beam.stop_token_ids), len(toks))
-        results.append(toks[:cut])
-    return results
+    return cut_at_stops(np.asarray(_search(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), beam)),
+                        beam.stop_token_ids)

@@ -109,10 +109,15 @@ def generate(model: CausalLM, prompts: Sequence[Sequence[int]], sampling: Sampli
         raise ValueError(f"prompt + max_new_tokens exceeds the model's {model.config.max_position_embeddings} "
                          "learned positions")
     graphdef, state = nnx.split(model)
-    out = np.asarray(_generate(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), sampling))
+    return cut_at_stops(np.asarray(_generate(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), sampling)),
+                        sampling.stop_token_ids)
+
+
+def cut_at_stops(rows: np.ndarray, stop_token_ids: Sequence[int]) -> list[list[int]]:
+    """Each row's tokens (negative ones, unused slots, dropped) up to the first stop token."""
     results = []
-    for row in out:
+    for row in rows:
         toks = [int(t) for t in row if t >= 0]
-        cut = next((i for i, t in enumerate(toks) if t in sampling.stop_token_ids), len(toks))
+        cut = next((i for i, t in enumerate(toks) if t in stop_token_ids), len(toks))
         results.append(toks[:cut])
     return results
