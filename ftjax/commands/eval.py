@@ -83,12 +83,13 @@ def main(argv: list[str]) -> None:
     from ftjax.eval.baseline import add_baseline
     from ftjax.eval.items import eval_items, pick_shots
     from ftjax.eval.runner import evaluate_split, write_results
+    from ftjax.models.heads import head_type
 
     t0 = time.perf_counter()
     # config and rows first: bad input stops the run before a model is loaded or anything is written
     config = _config()
     eval_config.check(config.eval)
-    if FLAGS.baseline and config.get("head", {}).get("type", "lm") != "lm":
+    if FLAGS.baseline and head_type(config) != "lm":
         raise ValueError("--baseline compares generated answers; the base model of a classification-head run has "
                          "no head to compare (score a simple baseline on the same split instead)")
     spec = config.data.get(FLAGS.split, "")

@@ -32,7 +32,7 @@ from ftjax.metrics.classification import OTHER, class_list
 from ftjax.metrics.suite import default_metrics, metric_report, parse_metrics, statistics
 from ftjax.models.beam import Beam, beam_search
 from ftjax.models.generate import Sampling, generate
-from ftjax.models.heads import classify
+from ftjax.models.heads import classify, head_type
 from ftjax.models.tokenizer import stop_token_ids
 
 PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # mean metrics: a score per row
@@ -89,7 +89,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     settings = eval_settings(config)
     t0 = time.perf_counter()
     items, task = eval_items(rows, config.data.format, label_set(config.data))
-    head = config.get("head", {}).get("type", "lm")
+    head = head_type(config)
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
     prompts = encode_items(tokenizer, items, shots)
     if head == "classification":  # the head picks a label; nothing is generated or teacher-forced

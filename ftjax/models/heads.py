@@ -45,6 +45,11 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(type="lm", label_smoothing=0.0))
 
 
+def head_type(config: ml_collections.ConfigDict) -> str:
+    """The run's `head.type`; "lm" for a workdir written before the head block existed."""
+    return config.get("head", {}).get("type", "lm")
+
+
 def check(block: ml_collections.ConfigDict, labels: Sequence[str] | None) -> None:
     from ftjax.config import one_of
 

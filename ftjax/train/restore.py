@@ -13,7 +13,7 @@ from flax import nnx
 
 from ftjax.data.config import label_set
 from ftjax.models import from_pretrained
-from ftjax.models.heads import add_head
+from ftjax.models.heads import add_head, head_type
 from ftjax.models.tokenizer import load_tokenizer
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.train.checkpoints import Checkpoints, ShapeMismatch
@@ -47,7 +47,7 @@ def load_run(workdir: str | os.PathLike, checkpoint: str | int = "best"
     config = read_config(workdir)
     model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
     apply_peft(model, config.peft, nnx.Rngs(config.train.seed))
-    if config.get("head", {}).get("type", "lm") != "lm":
+    if head_type(config) != "lm":
         add_head(model, label_set(config.data), config.train.seed)
     es = config.train.early_stopping
     ckpts = Checkpoints(Workdir(workdir).checkpoints, keep=config.checkpoint.keep, metric=es.metric,
