@@ -3,50 +3,37 @@
     ftjax train --config=configs/banking77.py --workdir=runs/b77
     ftjax eval --workdir=runs/b77 --config.data.test=PATH/test.csv          # official test file: text,category
 
-Data: ../shared/data/banking77 (or $BANKING77_DIR): train.csv (`text,category`) and categories.json; the
-validation split is a stratified 10% holdout of train.csv (`data.validation=holdout:0.1`, the same rows for
-every seed), never trained on. Variants (`configs/banking77.py:VARIANT`):
+Data: the registered task `banking77` (ftjax/tasks.py): ../shared/data/banking77 (or $BANKING77_DIR), train.csv
+(`text,category`) and categories.json; the validation split is a stratified 10% holdout of train.csv
+(`data.validation=holdout:0.1`, the same rows for every seed), never trained on. Variants
+(`configs/banking77.py:VARIANT`):
   (default)   classification head, all training rows (9,000 after the holdout), about 2 epochs
   few         30 rows per intent (2,310), the regime where TF-IDF + linear SVM scores about 85% (DESIGN.md)
-  generate    the label generated as text by the LM head (the issue's starting point), for comparison
+  generate    the label generated as text by the LM head (task `banking77_generate`), for comparison
   tiny        the shape the tests use (model and data paths given on the command line)
 Results (validation split, mean and spread over seeds, machine and time): experiments/banking77/README.md.
 """
 
-import json
-import os
-from pathlib import Path
-
 import ml_collections
 
-from ftjax import sharding
-from ftjax.data import config as data
+from ftjax import sharding, tasks
 from ftjax.eval import config as evaluation
-from ftjax.models import config as model, heads
+from ftjax.models import config as model
 from ftjax.peft import config as peft
 from ftjax.train import config as train
 
 MODEL = "models/gemma-3-270m-q4_k_m.gguf"
-DATA = Path(os.environ.get("BANKING77_DIR", "../shared/data/banking77"))
-
-
-def intents() -> str:
-    path = DATA / "categories.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: set BANKING77_DIR to the folder with train.csv and "
-                                "categories.json")
-    return ",".join(json.loads(path.read_text()))
+VARIANTS = ("few", "generate", "tiny")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    if arg and arg not in VARIANTS:
+        raise ValueError(f"unknown configs/banking77.py variant {arg!r}; choose from: {', '.join(VARIANTS)}")
+    task = tasks.block("banking77_generate" if arg == "generate" else "banking77", source=arg != "tiny")
     c = ml_collections.ConfigDict()
     c.model = model.default_config()
     c.model.update(path=MODEL, dtype="bfloat16")
-    c.data = data.default_config()
-    c.data.update(train=str(DATA / "train.csv"), validation="holdout:0.1", columns="label=category",
-                  format="classification", max_length=64, pack=True)
-    c.head = heads.default_config()
-    c.head.update(type="classification", label_smoothing=0.1)
+    c.data, c.head = task.data, task.head
     c.peft = peft.default_config()
     c.peft.update(method="lora", rank=8, alpha=16.0, targets="all-linear")
     c.train = train.default_config()
@@ -61,22 +48,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.update(batch_size=64)
     if arg == "tiny":
         c.model.update(path="", dtype="float32")
-        c.data.update(train="", labels="", max_length=32)
+        c.data.update(max_length=32)
         c.train.update(epochs=0, steps=8, batch_size=4, eval_every=4, eval_batch_size=4, warmup_steps=0)
         c.checkpoint.update(every=4, async_save=False)
         c.mesh.update(shape=(1, 1, 1))
-    else:
-        c.data.labels = intents()
-        if arg == "few":  # 2,310 rows: 180 steps ~ 4.4 epochs
-            c.data.per_label = 30
-            c.train.update(steps=180, eval_every=45)
-            c.checkpoint.update(every=45)
-        elif arg == "generate":
-            c.head.update(type="lm", label_smoothing=0.0)
-            c.data.pack = False
-            c.train.early_stopping.metric = "val_loss"
-            c.train.early_stopping.mode = "min"
-        elif arg:
-            raise ValueError(f"unknown configs/banking77.py variant {arg!r}; choose from: few, generate, tiny")
+    elif arg == "few":  # 2,310 rows: 180 steps ~ 4.4 epochs
+        c.data.per_label = 30
+        c.train.update(steps=180, eval_every=45)
+        c.checkpoint.update(every=45)
+    elif arg == "generate":
+        c.train.early_stopping.update(metric="val_loss", mode="min")
     c.lock()
     return c

@@ -3,7 +3,7 @@
     ftjax train --config=configs/e2e_nlg.py --workdir=runs/e2e
     ftjax eval --workdir=runs/e2e --config.data.test=PATH/testset.csv     # `mr,ref`: BLEU, ROUGE-L, chrF, SER
 
-Data: ../shared/data/e2e/devset.csv (or $E2E_DIR/devset.csv), `mr,ref`, several human references per MR; rows
+Data: the registered task `e2e_nlg` (ftjax/tasks.py): ../shared/data/e2e/devset.csv (or $E2E_DIR/devset.csv), `mr,ref`, several human references per MR; rows
 with the same MR are one example with several references when evaluated. Validation = a 10% holdout of the MRs
 (`data.validation=holdout:0.1`; all references of an MR on one side). Metrics: corpus BLEU and chrF
 (sacrebleu, multi-reference), ROUGE-L, and the slot error rate (`ftjax/metrics/slots.py`: MR facts missed,
@@ -11,30 +11,25 @@ contradicted or added; lower is better), the hallucination measure. Variant `tin
 No result recorded yet: see the issue's note.
 """
 
-import os
-from pathlib import Path
-
 import ml_collections
 
-from ftjax import sharding
-from ftjax.data import config as data
+from ftjax import sharding, tasks
 from ftjax.eval import config as evaluation
-from ftjax.models import config as model, heads
+from ftjax.models import config as model
 from ftjax.peft import config as peft
 from ftjax.train import config as train
 
 MODEL = "models/gemma-3-270m-q4_k_m.gguf"
-DATA = Path(os.environ.get("E2E_DIR", "../shared/data/e2e"))
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    if arg and arg != "tiny":
+        raise ValueError(f"unknown configs/e2e_nlg.py variant {arg!r}; choose from: tiny")
+    task = tasks.block("e2e_nlg", source=arg != "tiny")
     c = ml_collections.ConfigDict()
     c.model = model.default_config()
     c.model.update(path=MODEL, dtype="bfloat16")
-    c.data = data.default_config()
-    c.data.update(train=str(DATA / "devset.csv"), validation="holdout:0.1", columns="data=mr,text=ref",
-                  format="data_to_text", max_length=128)
-    c.head = heads.default_config()
+    c.data, c.head = task.data, task.head
     c.peft = peft.default_config()
     c.peft.update(method="lora", rank=8, alpha=16.0, targets="all-linear")
     c.train = train.default_config()
@@ -43,15 +38,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint.update(every=100)
     c.mesh = sharding.default_config()
     c.eval = evaluation.default_config()
-    c.eval.update(max_new_tokens=64, batch_size=16, num_beams=4, length_penalty=0.9, no_repeat_ngram_size=4)
+    c.eval.update(batch_size=16, **task.eval)
     if arg == "tiny":
         c.model.update(path="", dtype="float32")
-        c.data.update(train="", max_length=32)
+        c.data.update(max_length=32)
         c.train.update(steps=8, batch_size=4, eval_every=4, eval_batch_size=4, warmup_steps=0)
         c.checkpoint.update(every=4, async_save=False)
         c.mesh.update(shape=(1, 1, 1))
         c.eval.update(max_new_tokens=8, batch_size=4)
-    elif arg:
-        raise ValueError(f"unknown configs/e2e_nlg.py variant {arg!r}; choose from: tiny")
     c.lock()
     return c

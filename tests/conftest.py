@@ -118,7 +118,11 @@ def sft_config(**overrides):
     """configs/sft.py:tiny with dotted-key overrides ("train.steps": 3)."""
     from ftjax.config import load_config_file
 
-    config = load_config_file(ROOT / "configs" / "sft.py", "tiny")
+    return set_keys(load_config_file(ROOT / "configs" / "sft.py", "tiny"), overrides)
+
+
+def set_keys(config, overrides: dict):
+    """`config` with dotted-key overrides set ("train.steps": 3)."""
     for key, value in overrides.items():
         node = config
         *parents, leaf = key.split(".")

@@ -21,6 +21,7 @@ LAYERS = [
     {"distributed"},  # shared: multi-process runs (uses the mesh)
     {"models", "metrics"},  # model ports, tokenizers and generation; metric functions
     {"data", "peft"},  # data sources and encoders (they tokenize); PEFT methods (on the models' hooks)
+    {"tasks"},  # named tasks (data, head and metrics blocks) and mixture rates
     {"train", "eval"},  # the trainer; evaluation. Neither imports the other.
     {"review"},  # human review sheets (built from eval results)
     {"commands"},  # one thin module per subcommand: the only place train and eval meet

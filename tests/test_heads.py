@@ -161,3 +161,32 @@ def test_e2e_config_is_valid(tiny_model_dir):
     set_dotted(config, "data.train", "rows.csv")
     check(config)
     assert config.data.columns == "data=mr,text=ref" and config.data.format == "data_to_text"
+
+
+def test_peft_export_carries_the_head_as_modules_to_save(run, tiny_model_dir, tmp_path):
+    """--format=peft of a head run: a SEQ_CLS adapter that PEFT loads onto AutoModelForSequenceClassification
+    with the same logits as ftjax's head."""
+    import peft
+    import torch
+    import transformers
+
+    from ftjax.models.tokenizer import load_tokenizer
+    from ftjax.train.restore import load_run
+
+    wd, _, _ = run
+    out = tmp_path / "seqcls_peft"
+    run_ftjax("export", f"--workdir={wd}", "--format=peft", f"--out={out}")
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["task_type"] == "SEQ_CLS" and "score" in config["modules_to_save"]
+    assert json.loads((out / "labels.json").read_text()) == LABELS
+    model, tokenizer, _, _ = load_run(wd)
+    texts = ["w3 w11 w40", "w3 w52 w10", "w3 w99 w12 w33 w44"]
+    ours = classify(model, [tokenizer(t)["input_ids"] for t in texts], batch_size=4, pad_id=tokenizer.pad_token_id)
+    tok = load_tokenizer(tiny_model_dir)
+    base = transformers.AutoModelForSequenceClassification.from_pretrained(
+        tiny_model_dir, num_labels=len(LABELS), pad_token_id=tok.pad_token_id, torch_dtype=torch.float32)
+    hf = peft.PeftModel.from_pretrained(base, out).eval()
+    enc = tok(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        theirs = hf(**enc).logits.numpy()
+    assert np.abs(ours - theirs).max() <= 1e-4

@@ -1,4 +1,4 @@
-"""ftjax eval --workdir=DIR [--split=test] [--checkpoint=best|last|STEP] [--baseline [--few_shot=K]]
+"""ftjax eval --workdir=DIR [--task=NAME] [--split=test] [--checkpoint=best|last|STEP] [--baseline [--few_shot=K]]
            [--config.data.test=PATH] [--config.eval.KEY=VALUE]   |   --model=PATH [--adapter=DIR] --out=DIR ...
 
 Generates (greedy, batched KV cache) for every prompt of the split, scores the references (perplexity), and
@@ -22,6 +22,7 @@ from ftjax.eval import config as eval_config
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "training run folder (config.json and checkpoints)")
 flags.DEFINE_string("checkpoint", "best", "best, last, or a step number (with --workdir)")
+flags.DEFINE_string("task", None, "with --workdir of a multi-task run: which task's data, head and metrics")
 flags.DEFINE_string("model", None, "base model folder, hub id or .gguf file (instead of --workdir)")
 flags.DEFINE_string("adapter", None, "adapter folder to load onto --model (ftjax or Hugging Face PEFT)")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "parameter dtype for --model")
@@ -39,10 +40,17 @@ config_flags.DEFINE_config_dict("config", ml_collections.ConfigDict(
 def _config() -> ml_collections.ConfigDict:
     """The run's config (or the defaults for --model) with the --config.* overrides applied."""
     from ftjax.config import set_dotted
+    from ftjax.tasks import task_config, task_names
     from ftjax.workdir import read_config
 
     if FLAGS.workdir:
         config = read_config(FLAGS.workdir)
+        names = task_names(config)
+        if FLAGS.task is None and names != [""]:
+            raise ValueError(f"{FLAGS.workdir} is a multi-task run; name the task: --task={'|'.join(names)}")
+        if FLAGS.task is not None and names == [""]:
+            raise ValueError(f"{FLAGS.workdir} is a single-task run; drop --task")
+        config = task_config(config, FLAGS.task or "")
         config.eval = eval_config.eval_settings(config)
     else:
         config = ml_collections.ConfigDict(FLAGS.config.to_dict() | {"model": {"path": FLAGS.model,
@@ -73,6 +81,8 @@ def main(argv: list[str]) -> None:
         raise ValueError("give --workdir=DIR (a training run) or --model=PATH [--adapter=DIR], not both")
     if FLAGS.few_shot and not FLAGS.baseline:
         raise ValueError("--few_shot sets the baseline's prompts; add --baseline")
+    if FLAGS.task and not FLAGS.workdir:
+        raise ValueError("--task picks a task of a multi-task run: give --workdir")
     if FLAGS.model and not FLAGS.out:
         raise ValueError("--model runs need --out=DIR for the results")
     if FLAGS.baseline and FLAGS.model and not FLAGS.adapter:

@@ -1,11 +1,14 @@
-"""ftjax export (--workdir=RUN [--checkpoint=best|last|STEP] | --model=BASE --adapter=DIR) --format=FMT --out=DIR
+"""ftjax export (--workdir=RUN [--checkpoint=best|last|STEP] [--task=NAME] | --model=BASE --adapter=DIR) --format=FMT
+             --out=DIR
 
 `peft`: adapter_config.json + adapter_model.safetensors that Hugging Face PEFT loads onto the transformers
 model (`PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), DIR)`). `merged`: a
 transformers model folder with the LoRA/DoRA/(IA)3 adapter folded into the weights. `adapter`: an ftjax
-adapter folder (adapter.json + safetensors). `--workdir` takes the base model and adapter of a training run
-from one of its checkpoints; `--adapter` is an ftjax adapter folder (or a PEFT one, e.g. to merge it). The
-output appears only when complete (temp dir, rename). An existing --out is refused unless --overwrite; an --out
+adapter folder (adapter.json + safetensors). A classification-head run exports as a sequence classifier: the
+merged folder is a transformers `*ForSequenceClassification` model, the PEFT adapter has task SEQ_CLS with the
+head as `modules_to_save` ("score"). A multi-task run exports one task at a time (`--task`). `--workdir` takes
+the base model and adapter of a training run from one of its checkpoints; `--adapter` is an ftjax adapter
+folder (or a PEFT one, e.g. to merge it). The output appears only when complete (temp dir, rename). An existing --out is refused unless --overwrite; an --out
 that is, holds or lies inside the run, the adapter or the base model is always refused. `merged` includes the
 base model's tokenizer, so `ftjax generate --model=OUT` and transformers can use the folder as it is.
 """
@@ -19,6 +22,8 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "training run folder (instead of --model and --adapter)")
 flags.DEFINE_string("checkpoint", "best", "with --workdir: best, last or a step number")
+flags.DEFINE_string("task", None, "with --workdir of a multi-task run: export this task's head (none for a "
+                    "generation task) with the shared adapter")
 flags.DEFINE_string("model", None, "base model folder, hub id or .gguf file")
 flags.DEFINE_string("adapter", None, "adapter folder (ftjax adapter.json, or PEFT adapter_config.json)")
 flags.DEFINE_enum("format", "peft", ["peft", "merged", "adapter"], "what to write")
@@ -39,10 +44,13 @@ def main(argv: list[str]) -> None:
     from ftjax.peft.hf_export import export_peft
     from ftjax.peft.merge import merged_model
     from ftjax.peft.state import active_adapter
+    from ftjax.tasks import task_names
     from ftjax.train.restore import load_run
 
     if bool(FLAGS.workdir) == bool(FLAGS.model or FLAGS.adapter):
         raise ValueError("give --workdir, or --model and --adapter")
+    if FLAGS.task and not FLAGS.workdir:
+        raise ValueError("--task picks a task of a multi-task run: give --workdir")
     if FLAGS.adapter:
         adapter_format(FLAGS.adapter)  # fail before loading the model
     # refuse before any work: never the sources, never an existing folder unless asked
@@ -51,6 +59,12 @@ def main(argv: list[str]) -> None:
     if FLAGS.workdir:
         model, _, config, step = load_run(FLAGS.workdir, FLAGS.checkpoint)
         base, name = config.model.path, active_adapter(model)
+        tasks = task_names(config)
+        if tasks != [""] and FLAGS.task is None:
+            raise ValueError(f"{FLAGS.workdir} is a multi-task run; an export holds one task: "
+                             f"--task={'|'.join(tasks)}")
+        if FLAGS.task is not None:
+            keep_task_head(model, config, FLAGS.task)
         print(f"checkpoint step {step} of {FLAGS.workdir}")
     else:
         if not (FLAGS.model and FLAGS.adapter):
@@ -68,3 +82,14 @@ def main(argv: list[str]) -> None:
         out = save_pretrained(merged_model(model, name) if name else model, FLAGS.out,
                               tokenizer=load_tokenizer(base), overwrite=FLAGS.overwrite)
     print(f"wrote {out}")
+
+
+def keep_task_head(model, config, task: str) -> None:
+    """Drop every task head but `task`'s (a generation task keeps none): an export holds one task."""
+    from flax import nnx
+
+    from ftjax.models.heads import head_name
+    from ftjax.tasks import task_config
+
+    keep = head_name(task_config(config, task))
+    model.heads = nnx.Dict({keep: model.heads[keep]}) if keep != "lm" else None

@@ -24,10 +24,11 @@ def main(argv: list[str]) -> None:
     start_config_command(argv, FLAGS.config)
     import jax
 
+    from ftjax.tasks import task_configs
     from ftjax.train.loop import main as train
 
     hook = None
-    if FLAGS.config.eval.metrics:  # generated task metrics; imported only then (rouge-score, sacrebleu)
+    if any(t.eval.metrics for t in task_configs(FLAGS.config).values()):  # imported only then (rouge, sacrebleu)
         from ftjax.eval.runner import validation_metrics as hook
     summary = train(FLAGS.config, FLAGS.workdir, task_metrics=hook)
     if jax.process_index() == 0:

@@ -32,7 +32,7 @@ from ftjax.metrics.classification import OTHER, class_list
 from ftjax.metrics.suite import default_metrics, metric_report, parse_metrics, statistics
 from ftjax.models.beam import Beam, beam_search
 from ftjax.models.generate import Sampling, generate
-from ftjax.models.heads import classify, head_type
+from ftjax.models.heads import classify, head_name, head_type
 from ftjax.models.tokenizer import stop_token_ids
 
 PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # mean metrics: a score per row
@@ -61,12 +61,11 @@ def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
 
 
 def classify_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_length: int,
-                   batch_size: int) -> tuple[list[str], int]:
-    """The classification head's label for each prompt (cut as training cuts it), and no generated tokens."""
-    head = model.heads["classification"]
+                   batch_size: int, head: str = "classification") -> tuple[list[str], int]:
+    """Classification head `head`'s label for each prompt (cut as training cuts it), and no generated tokens."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    logits = classify(model, [p[: max_length - 1] for p in prompts], batch_size, pad)
-    return [head.labels[i] for i in logits.argmax(-1)], 0
+    logits = classify(model, [p[: max_length - 1] for p in prompts], batch_size, pad, head)
+    return [model.heads[head].labels[i] for i in logits.argmax(-1)], 0
 
 
 def _score_items(model: nnx.Module, tokenizer: Any, items: Sequence[EvalItem], config: ml_collections.ConfigDict,
@@ -96,7 +95,8 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
         if task != "classification":
             raise ValueError(f"a classification-head run evaluates classification rows (text, label); got {task}")
         names = [n for n in names if n != "perplexity"]
-        texts, new_tokens = classify_texts(model, tokenizer, prompts, config.data.max_length, settings.batch_size)
+        texts, new_tokens = classify_texts(model, tokenizer, prompts, config.data.max_length, settings.batch_size,
+                                           head_name(config))
     else:
         beam = Beam(settings.num_beams, settings.max_new_tokens, settings.length_penalty,
                     settings.no_repeat_ngram_size)

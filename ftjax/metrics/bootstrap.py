@@ -21,6 +21,7 @@ Score = Callable[[np.ndarray], "float | np.ndarray"]
 class Statistic:
     items: np.ndarray  # [n, k] per-example sufficient statistics
     score: Score  # items (or any row subset or resample of them) -> the metric
+    resample: bool = True  # False: `score` is only right on all the items (METEOR's Java aggregate): no interval
 
     @property
     def value(self) -> float | np.ndarray:
@@ -70,7 +71,7 @@ def bootstrap_ci(stat: Statistic, n_resamples: int = 1000, confidence: float = 0
 def with_ci(stat: Statistic, n_resamples: int, confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
     """{"value", "low", "high"} of a scalar metric; without resamples (n_resamples 0) just {"value"}."""
     out = {"value": float(stat.value)}
-    if n_resamples:
+    if n_resamples and stat.resample:
         out["low"], out["high"] = bootstrap_ci(stat, n_resamples, confidence, seed)
     return out
 
@@ -81,6 +82,8 @@ def paired_test(a: Statistic, b: Statistic, n_resamples: int = 1000, confidence:
     of a paired approximate randomization test (swap the two systems' outputs on random examples; Riezler and
     Maxwell 2005, the test sacrebleu uses too)."""
     n = _check(a, n_resamples, confidence)
+    if not (a.resample and b.resample):
+        return {"delta": float(b.value) - float(a.value)}  # no resampling: the difference alone
     if a.items.shape != b.items.shape:
         raise ValueError(f"paired test needs the same examples: {a.items.shape} vs {b.items.shape} statistics")
     rng = np.random.default_rng(seed)

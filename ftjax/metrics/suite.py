@@ -8,16 +8,18 @@ meaning representation, for the slot error rate).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
-from ftjax.metrics import classification as C, text as T
+from ftjax.metrics import classification as C, e2e as E, text as T
 from ftjax.metrics.bootstrap import Statistic, bootstrap_ci, ratio_statistic, with_ci
 from ftjax.metrics.slots import slot_error_rate
 
+log = logging.getLogger("ftjax.metrics")
 TEXT_METRICS = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l", "bleu", "chrf")
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
-METRICS = (*TEXT_METRICS, *CLASSIFICATION_METRICS, "perplexity", "slot_error_rate")
+METRICS = (*TEXT_METRICS, *E.E2E_METRICS, *CLASSIFICATION_METRICS, "perplexity", "slot_error_rate")
 LOWER_IS_BETTER = frozenset({"perplexity", "slot_error_rate"})
 
 
@@ -38,7 +40,14 @@ def parse_metrics(spec: str | Sequence[str], task: str | None = None) -> list[st
 def default_metrics(task: str) -> list[str]:
     if task == "classification":
         return [*CLASSIFICATION_METRICS, "perplexity"]
-    return [*TEXT_METRICS, "perplexity", *(["slot_error_rate"] if task == "data_to_text" else [])]
+    if task != "data_to_text":
+        return [*TEXT_METRICS, "perplexity"]
+    e2e = list(E.E2E_METRICS)
+    why = E.available()
+    if why:
+        log.warning("METEOR, ROUGE-L and CIDEr as the E2E challenge scores them are skipped: %s", why)
+        e2e = [m for m in e2e if m not in E.COCO]
+    return [*TEXT_METRICS, *e2e, "perplexity", "slot_error_rate"]
 
 
 def statistics(rows: Sequence[dict], names: Sequence[str], normalize: str = T.SQUAD,
@@ -58,6 +67,12 @@ def statistics(rows: Sequence[dict], names: Sequence[str], normalize: str = T.SQ
             out[name] = T.bleu(predictions, references)
         elif name == "chrf":
             out[name] = T.chrf(predictions, references)
+        elif name == "e2e_bleu":
+            out[name] = E.e2e_bleu(predictions, references)
+        elif name == "nist":
+            out[name] = E.nist(predictions, references)
+        elif name in E.COCO and name not in out:  # one PTB tokenization for the three
+            out |= E.coco_statistics(predictions, references, [n for n in names if n in E.COCO])
         elif name == "perplexity":
             if any("nll" not in r for r in rows):
                 raise ValueError("perplexity needs teacher-forced scores (`nll`, `tokens`) in every row")

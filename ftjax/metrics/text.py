@@ -100,7 +100,7 @@ def _reference_streams(references: References) -> list[list[str | None]]:
     return [[refs[j] if j < len(refs) else None for refs in references] for j in range(width)]
 
 
-def _sacrebleu_statistic(metric, predictions: Sequence[str], references: References) -> Statistic:
+def sacrebleu_statistic(metric, predictions: Sequence[str], references: References) -> Statistic:
     _check(predictions, references)
     # the per-sentence statistics and their aggregation are what sacrebleu's own bootstrap and paired tests use
     items = np.asarray(metric._extract_corpus_statistics(list(predictions), _reference_streams(references)),
@@ -112,11 +112,11 @@ def bleu(predictions: Sequence[str], references: References) -> Statistic:
     """Corpus BLEU (sacrebleu defaults: 13a tokenization, exponential smoothing), multi-reference."""
     from sacrebleu.metrics import BLEU
 
-    return _sacrebleu_statistic(BLEU(), predictions, references)
+    return sacrebleu_statistic(BLEU(), predictions, references)
 
 
 def chrf(predictions: Sequence[str], references: References) -> Statistic:
     """Corpus chrF (sacrebleu defaults: character 6-grams, beta 2); the best reference per sentence."""
     from sacrebleu.metrics import CHRF
 
-    return _sacrebleu_statistic(CHRF(), predictions, references)
+    return sacrebleu_statistic(CHRF(), predictions, references)

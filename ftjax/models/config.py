@@ -147,10 +147,11 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 def default_config() -> Any:
     """The `model` block of an experiment config: which checkpoint (folder, hub id or .gguf), the dtype of its
-    frozen weights, and whether blocks are rematerialised in the backward pass."""
+    frozen weights, whether blocks are rematerialised in the backward pass, and `init_from`: another run's
+    workdir (`WORKDIR` or `WORKDIR:best|last|STEP`) whose adapter and task heads this run starts from."""
     import ml_collections
 
-    return ml_collections.ConfigDict(dict(path="", dtype="float32", remat=False))
+    return ml_collections.ConfigDict(dict(path="", dtype="float32", remat=False, init_from=""))
 
 
 def check(block: Any) -> None:

@@ -41,13 +41,21 @@ class ClassificationHead(nnx.Module):
 
 def default_config() -> ml_collections.ConfigDict:
     """The `head` block: `type` lm (generate the answer) or classification (a head over data.labels, trained
-    with cross-entropy), and label smoothing of the loss."""
-    return ml_collections.ConfigDict(dict(type="lm", label_smoothing=0.0))
+    with cross-entropy), label smoothing of the loss, and `name`: the head's key in `model.heads` (a multi-task
+    run names each head after its task, ftjax.tasks; '' = "classification")."""
+    return ml_collections.ConfigDict(dict(type="lm", label_smoothing=0.0, name=""))
 
 
 def head_type(config: ml_collections.ConfigDict) -> str:
     """The run's `head.type`; "lm" for a workdir written before the head block existed."""
     return config.get("head", {}).get("type", "lm")
+
+
+def head_name(config: ml_collections.ConfigDict) -> str:
+    """The key of the run's task head in `model.heads` ("lm" for the language-model head)."""
+    if head_type(config) == "lm":
+        return "lm"
+    return config.head.get("name") or "classification"
 
 
 def check(block: ml_collections.ConfigDict, labels: Sequence[str] | None) -> None:
@@ -60,18 +68,19 @@ def check(block: ml_collections.ConfigDict, labels: Sequence[str] | None) -> Non
         raise ValueError("head.type=classification needs the label set: set data.labels (comma-separated)")
 
 
-def add_head(model: nnx.Module, labels: Sequence[str], seed: int = 0) -> ClassificationHead:
-    """Give `model` a classification head over `labels` (its `heads` slot, see hooks.py)."""
+def add_head(model: nnx.Module, labels: Sequence[str], seed: int = 0, name: str = "classification"
+             ) -> ClassificationHead:
+    """Give `model` a classification head over `labels` under `name` (its `heads` slot, see hooks.py)."""
     head = ClassificationHead(model.config.hidden_size, labels, dtype=jnp.float32, rngs=nnx.Rngs(seed))
     if model.heads is None:
         model.heads = nnx.Dict()
-    model.heads["classification"] = head
+    model.heads[name] = head
     return head
 
 
-def classify(model: nnx.Module, prompts: Sequence[Sequence[int]], batch_size: int = 32, pad_id: int = 0
-             ) -> np.ndarray:
-    """The classification head's logits [n, labels] for token-id prompts, read at each one's last token."""
+def classify(model: nnx.Module, prompts: Sequence[Sequence[int]], batch_size: int = 32, pad_id: int = 0,
+             head: str = "classification") -> np.ndarray:
+    """Classification head `head`'s logits [n, labels] for token-id prompts, read at each one's last token."""
     graphdef, state = nnx.split(model)
     width = -(-max(map(len, prompts)) // 16) * 16  # one width: one compile
     out = []
@@ -84,13 +93,13 @@ def classify(model: nnx.Module, prompts: Sequence[Sequence[int]], batch_size: in
         for j, p in enumerate(chunk):
             ids[j, :len(p)], mask[j, :len(p)] = p, True
         last = np.asarray([len(p) - 1 for p in chunk], np.int32)
-        out.append(np.asarray(_last_token_logits(graphdef, state, ids, mask, last))[:real])
+        out.append(np.asarray(_last_token_logits(graphdef, state, ids, mask, last, head))[:real])
     return np.concatenate(out)
 
 
-@functools.partial(jax.jit, static_argnames="graphdef")
-def _last_token_logits(graphdef, state, ids, mask, last):
+@functools.partial(jax.jit, static_argnames=("graphdef", "head"))
+def _last_token_logits(graphdef, state, ids, mask, last, head):
     model = nnx.merge(graphdef, state)
     positions = jnp.maximum(jnp.cumsum(mask, -1) - 1, 0).astype(jnp.int32)
     h, _ = model.hidden_states(ids, positions=positions, attention_mask=mask)
-    return model.heads["classification"](jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0])
+    return model.heads[head](jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0])

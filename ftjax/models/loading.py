@@ -125,12 +125,16 @@ def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | No
     out = Path(out_dir)
     tensors = convert.to_hf_state_dict(model, dtype)
     hf_config = model.hf_config
-    heads = model.heads if model.heads is not None else {}
-    if "classification" in heads:  # a transformers *ForSequenceClassification model: the head is its `score`
-        labels = heads["classification"].labels
-        tensors.pop("heads.classification.weight")
+    heads = dict(model.heads.items()) if model.heads is not None else {}
+    if len(heads) > 1:
+        raise ValueError(f"the model has {len(heads)} task heads ({', '.join(heads)}); a transformers folder holds "
+                         "one: export one task (ftjax export --task=NAME)")
+    if heads:  # a transformers *ForSequenceClassification model: the head is its `score`
+        (name, head), = heads.items()
+        labels = head.labels
+        tensors.pop(f"heads.{name}.weight")
         tensors.pop(f"{model.layout.head}.weight", None)
-        tensors["score.weight"] = np.ascontiguousarray(np.asarray(heads["classification"].kernel[...]).T)
+        tensors["score.weight"] = np.ascontiguousarray(np.asarray(head.kernel[...]).T)
         hf_config |= {"architectures": [a.replace("ForCausalLM", "ForSequenceClassification").replace(
             "LMHeadModel", "ForSequenceClassification") for a in hf_config.get("architectures") or []],
             "id2label": dict(enumerate(labels)), "label2id": {k: i for i, k in enumerate(labels)}}

@@ -146,7 +146,7 @@ def _replace(model: nnx.Module, path: str, new: nnx.Module) -> None:
 
 def trainable_filter(cfg: Any) -> Callable[[tuple[Any, ...], Any], bool]:
     """An nnx filter for the trainable state: adapter `cfg.name`'s weights (`full`: every Param) and any task
-    head, plus Params whose path matches `cfg.unfreeze`, minus those matching `cfg.freeze`. Use it for both the
+    head, plus Params whose path matches `cfg.unfreeze`, minus those (heads too) matching `cfg.freeze`. Use it for both the
     optimizer (`nnx.Optimizer(model, tx, wrt=f)`) and the gradient split (`nnx.split(model, f, ...)`)."""
     cfg = cfg if isinstance(cfg, ml_collections.ConfigDict) else peft_config(cfg)
     freeze = re.compile(cfg.freeze) if cfg.freeze else None
@@ -155,11 +155,11 @@ def trainable_filter(cfg: Any) -> Callable[[tuple[Any, ...], Any], bool]:
     def trainable(path: tuple[Any, ...], var: Any) -> bool:
         if not isinstance(var, nnx.Param):
             return False
-        if isinstance(var, HeadParam):  # a task head trains with any method
-            return True
         key = ".".join(map(str, path))
         if freeze is not None and freeze.search(key):
             return False
+        if isinstance(var, HeadParam):  # a task head trains with any method, unless frozen
+            return True
         if cfg.method == "full" or (unfreeze is not None and unfreeze.search(key)):
             return True
         return isinstance(var, nnx.LoRAParam) and _in_adapter(path, cfg.name)

@@ -5,7 +5,8 @@ transformers ones. Layouts: lora_A.weight [r, in], lora_B.weight [out, r] (also 
 where only the base weight is [in, out] and the config says fan_in_fan_out), lora_magnitude_vector [out],
 ia3_l [out, 1] or [1, in] for feed-forward layers, prompt_embeddings [n, hidden] (prompt tuning) or
 [n, layers * 2 * kv_heads * head_dim] (prefix tuning: per layer, keys then values); base weights trained too
-(peft.unfreeze) travel as PEFT's modules_to_save. The written config uses only long-standing keys, so older
+(peft.unfreeze) travel as PEFT's modules_to_save, and so does a classification head (task SEQ_CLS, module
+`score`, the label names in labels.json). The written config uses only long-standing keys, so older
 PEFT versions load it too. hf_import.py reads the same layouts back.
 """
 
@@ -87,8 +88,19 @@ def export_peft(model: nnx.Module, out_dir: str | os.PathLike, name: str | None 
                 arr = to_numpy(var[...])
                 tensors[PREFIX + nnx_to_hf_key(path)] = arr.T if transposed(layout, path) else arr
         config["modules_to_save"] = modules
+    heads = dict(model.heads.items()) if model.heads is not None else {}
+    if len(heads) > 1:
+        raise ValueError(f"the model has {len(heads)} task heads ({', '.join(heads)}); a PEFT adapter holds one: "
+                         "export one task (ftjax export --task=NAME)")
+    if heads:  # a sequence classifier: PEFT's SEQ_CLS task saves the head as the module `score`
+        (_, head), = heads.items()
+        tensors[f"{PREFIX}score.weight"] = np.asarray(head.kernel[...], np.float32).T
+        config["task_type"] = "SEQ_CLS"
+        config["modules_to_save"] = sorted({*(config.get("modules_to_save") or []), "score"})
     out = Path(out_dir)
     with atomic_dir(out, overwrite) as tmp:
+        if heads:  # the label names, for AutoModelForSequenceClassification(num_labels=..., id2label=...)
+            (tmp / "labels.json").write_text(json.dumps(list(head.labels)))
         tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
         (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2))

@@ -51,12 +51,12 @@ def merged_model(model: nnx.Module, name: str | None = None) -> nnx.Module:
                 if m.bias is not None:
                     params[(*path, "bias")] = m.bias.replace(bias.astype(m.bias.dtype))
     dtype = model.dtype
-    labels = model.heads["classification"].labels if model.heads is not None else None
+    labels = {name: head.labels for name, head in (model.heads.items() if model.heads is not None else ())}
 
-    def plain():  # the base model's structure, with the same task head
+    def plain():  # the base model's structure, with the same task heads
         base = build(model.config, dtype)
-        if labels:
-            add_head(base, labels)
+        for head, classes in labels.items():
+            add_head(base, classes, name=head)
         return base
 
     graphdef, abstract, rest = nnx.split(nnx.eval_shape(plain), nnx.Param, ...)

@@ -14,6 +14,7 @@ from ftjax.data.encode import encode_all
 from ftjax.data.pipeline import Batches
 from ftjax.loss import target_positions
 from ftjax.models.tokenizer import load_tokenizer
+from ftjax.tasks import task_for_step
 
 
 @dataclasses.dataclass
@@ -34,9 +35,9 @@ def load_split(split: str, config: ml_collections.ConfigDict, tokenizer: Any) ->
                             config.head.type)
 
 
-def load_data(config: ml_collections.ConfigDict, validation: bool = True) -> RunData:
-    """The tokenizer and the train (and validation) split, each read from disk once."""
-    tokenizer = load_tokenizer(config.model.path)
+def load_data(config: ml_collections.ConfigDict, validation: bool = True, tokenizer: Any = None) -> RunData:
+    """The tokenizer (unless given) and the train (and validation) split of a (task's) config, read once."""
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model.path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     _, train = load_split("train", config, tokenizer)
     rows, examples = (load_split("validation", config, tokenizer) if validation and config.data.validation
@@ -50,6 +51,32 @@ def train_batches(examples: list[dict], config: ml_collections.ConfigDict, shard
     return Batches(examples, batch_size=shards.rows // shards.count, seq_len=config.data.max_length,
                    seed=config.train.seed, pack=config.data.pack, shard_index=shards.index,
                    shard_count=shards.count, pad_id=pad_id)
+
+
+class MixtureBatches:
+    """Every task's training batches, and which task supplies each optimiser step (ftjax.tasks.task_for_step);
+    the position of each task's stream is the data state a checkpoint saves."""
+
+    def __init__(self, batches: dict[str, Batches], rates: dict[str, float], seed: int):
+        self.batches, self.rates, self.seed = batches, rates, seed
+
+    def task(self, step: int) -> str:
+        return task_for_step(self.rates, self.seed, step)
+
+    def get_state(self) -> dict:
+        if list(self.batches) == [""]:  # a single task: the state older checkpoints hold
+            return self.batches[""].get_state()
+        return {name: b.get_state() for name, b in self.batches.items()}
+
+    def set_state(self, state: dict) -> None:
+        if list(self.batches) == [""]:
+            self.batches[""].set_state(state)
+            return
+        if set(state) != set(self.batches):
+            raise ValueError(f"the checkpoint holds the data of tasks {sorted(state)}, this run has "
+                             f"{sorted(self.batches)}")
+        for name, b in self.batches.items():
+            b.set_state(state[name])
 
 
 def step_batch(batches: Batches, accum: int, shards: distributed.DataShards | None = None) -> dict[str, np.ndarray]:

@@ -5,7 +5,9 @@
     learning_rate, schedule (constant | linear | cosine), warmup_steps, weight_decay, max_grad_norm
     eval_every, eval_batch_size    validation cadence and batch
     log_every, seed, loss_chunk    metric log cadence, the run's seed, target positions per head chunk
-    early_stopping             metric (val_loss, val_<task metric>), mode (min | max), patience (0 = off), min_delta
+    early_stopping             metric (val_loss, val_<task metric>; in a multi-task run TASK/val_..., the mean
+                               val_loss, or a weighted sum W*NAME+W*NAME), mode (min | max), patience (0 = off),
+                               min_delta
 
 checkpoint: save `every` N steps (and at every evaluation and the last step), keep the newest `keep` plus the
 best, write asynchronously (`async_save`).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import ml_collections
 
 from ftjax.config import at_least, one_of
+from ftjax.train.early_stopping import is_weighted, weighted_terms
 
 SCHEDULES = ("constant", "linear", "cosine")
 LOSS_METRICS = ("val_loss", "val_perplexity", "val_token_accuracy")  # computed at every evaluation
@@ -36,7 +39,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     """Every block a training run reads, and the rules between blocks, before any file is read or written: each
     bad value is a one-line ValueError naming the key and what it may be. (The `eval` block's generation
     settings are checked by the task-metrics hook that uses them, ftjax.eval.runner.validation_metrics.)"""
-    from ftjax import sharding
+    from ftjax import sharding, tasks
     from ftjax.data import config as data
     from ftjax.metrics.suite import parse_metrics
     from ftjax.models import config as model
@@ -44,9 +47,22 @@ def check(config: ml_collections.ConfigDict) -> None:
     from ftjax.peft.config import validate as check_peft
 
     model.check(config.model)
-    data.check(config.data)
+    tasks.check(config)
     check_peft(config.peft)
-    heads.check(config.head, data.label_set(config.data))
+    known = list(LOSS_METRICS) if tasks.task_names(config) == [""] else ["val_loss"]
+    for name, task in tasks.task_configs(config).items():
+        where = f"tasks.{name}." if name else ""
+        try:
+            data.check(task.data)
+            heads.check(task.head, data.label_set(task.data))
+        except ValueError as e:
+            raise ValueError(f"{where}{e}") from None
+        try:
+            generated = parse_metrics(task.eval.metrics)
+        except ValueError as e:
+            raise ValueError(f"{where}eval.metrics: {e}") from None
+        known += [f"{tasks.prefix(name)}{m}" for m in (*LOSS_METRICS, *(["val_accuracy"] if task.head.type ==
+                                                       "classification" else []), *(f"val_{g}" for g in generated))]
     sharding.check_rules(config.mesh.rules)
     tc = config.train
     at_least(tc, "train", 0, "steps", "epochs", "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm",
@@ -60,13 +76,9 @@ def check(config: ml_collections.ConfigDict) -> None:
     es = tc.early_stopping
     one_of(es, "train.early_stopping", "mode", ("min", "max"))
     at_least(es, "train.early_stopping", 0, "patience", "min_delta")
-    try:
-        generated = parse_metrics(config.eval.metrics)
-    except ValueError as e:
-        raise ValueError(f"eval.metrics: {e}") from None
-    known = (*LOSS_METRICS, *(["val_accuracy"] if config.head.type == "classification" else []),
-             *(f"val_{m}" for m in generated))
-    if es.metric not in known:
-        raise ValueError(f"train.early_stopping.metric={es.metric!r} is not computed; choose from {', '.join(known)} "
-                         "(generated metrics come from eval.metrics)")
+    for _, name in weighted_terms(es.metric) if is_weighted(es.metric) else [(1.0, es.metric)]:
+        if name not in known:
+            raise ValueError(f"train.early_stopping.metric={es.metric!r}: {name!r} is not computed; choose from "
+                             f"{', '.join(known)} (generated metrics come from eval.metrics), or a weighted sum "
+                             "of them")
     at_least(config.checkpoint, "checkpoint", 1, "every", "keep")

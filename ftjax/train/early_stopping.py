@@ -1,9 +1,36 @@
 """Early stopping on a validation metric: stop after `patience` evaluations without an improvement larger
-than `min_delta`; patience 0 never stops. Its state goes into checkpoints so a resumed run counts on."""
+than `min_delta`; patience 0 never stops. Its state goes into checkpoints so a resumed run counts on.
+
+The metric is one name (`val_loss`, `banking77/val_accuracy`) or a weighted sum of names, e.g.
+`0.5*banking77/val_accuracy+0.5*e2e_nlg/val_rouge_l` (terms `[WEIGHT*]NAME` joined by `+`; a weight may be
+negative, to mix a lower-is-better metric into a higher-is-better sum)."""
 
 from __future__ import annotations
 
 import math
+import re
+
+TERM = re.compile(r"\s*(?:(-?[0-9.]+(?:e-?[0-9]+)?)\s*\*\s*)?([A-Za-z0-9_/.-]+)\s*")
+
+
+def is_weighted(metric: str) -> bool:
+    return "*" in metric or "+" in metric
+
+
+def weighted_terms(metric: str) -> list[tuple[float, str]]:
+    """[(weight, name)] of a weighted-sum metric; a ValueError names a malformed term."""
+    terms = []
+    for part in metric.split("+"):
+        m = TERM.fullmatch(part)
+        if not m:
+            raise ValueError(f"train.early_stopping.metric={metric!r}: cannot read the term {part.strip()!r}; "
+                             "write WEIGHT*NAME+WEIGHT*NAME")
+        terms.append((float(m.group(1)) if m.group(1) else 1.0, m.group(2)))
+    return terms
+
+
+def weighted_sum(metric: str, metrics: dict[str, float]) -> float:
+    return sum(w * metrics[name] for w, name in weighted_terms(metric))
 
 
 class EarlyStopping:

@@ -26,12 +26,13 @@ import ml_collections
 from tqdm import tqdm
 
 from ftjax import distributed, sharding
-from ftjax.data.pipeline import Batches
 from ftjax.io import write_json
-from ftjax.train.batches import RunData, eval_batches, load_data, step_batch, train_batches
+from ftjax.models.tokenizer import load_tokenizer
+from ftjax.tasks import mixture_rates, prefix, task_configs
+from ftjax.train.batches import MixtureBatches, RunData, eval_batches, load_data, step_batch, train_batches
 from ftjax.train.checkpoints import Checkpoints, abstract
 from ftjax.train.config import check
-from ftjax.train.early_stopping import EarlyStopping
+from ftjax.train.early_stopping import EarlyStopping, is_weighted, weighted_sum
 from ftjax.train.guard import open_run
 from ftjax.train.metric_log import MetricWriter
 from ftjax.train.setup import TrainSetup, setup
@@ -54,27 +55,36 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path, task_metrics: T
     Everything that can reject the run (config, data, model, mesh, the workdir's lock and its run) is checked
     before anything is written (guard.py)."""
     check(config)
-    if config.eval.metrics and task_metrics is None:
+    tasks = task_configs(config)
+    if any(t.eval.metrics for t in tasks.values()) and task_metrics is None:
         raise ValueError("eval.metrics needs a task-metrics hook: pass ftjax.eval.runner.validation_metrics")
     if task_metrics is not None:
-        task_metrics.check(config)
-    data = load_data(config)
+        for task in tasks.values():
+            task_metrics.check(task)
+    tokenizer = load_tokenizer(config.model.path)
+    data = {name: load_data(task, tokenizer=tokenizer) for name, task in tasks.items()}
     tc = config.train
-    total_steps = tc.steps or tc.epochs * max(len(data.train) // tc.batch_size, 1)
+    rows = sum(len(d.train) for d in data.values())
+    total_steps = tc.steps or tc.epochs * max(rows // tc.batch_size, 1)
     run = setup(config, total_steps)
     with open_run(workdir, config, main_process=jax.process_index() == 0) as wd:
         return train(config, wd, data, run, total_steps, task_metrics)
 
 
-def train(config: ml_collections.ConfigDict, wd: Workdir, data: RunData, run: TrainSetup, total_steps: int,
-          task_metrics: TaskMetrics | None) -> dict:
-    """The loop: resume, then step, log, evaluate, early-stop and save until `total_steps`."""
+def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunData], run: TrainSetup,
+          total_steps: int, task_metrics: TaskMetrics | None) -> dict:
+    """The loop: resume, then step, log, evaluate, early-stop and save until `total_steps`. `data` holds each
+    task's splits (ftjax.tasks; one task named "" in a single-task run)."""
     tc, es = config.train, config.train.early_stopping
     is_main = jax.process_index() == 0
-    ckpts = Checkpoints(wd.checkpoints, keep=config.checkpoint.keep, metric=es.metric if data.validation else None,
+    tasks = task_configs(config)
+    validation = any(d.validation for d in data.values())
+    ckpts = Checkpoints(wd.checkpoints, keep=config.checkpoint.keep, metric=es.metric if validation else None,
                         mode=es.mode, async_save=config.checkpoint.async_save)
     stopper = EarlyStopping(es.metric, es.mode, es.patience, es.min_delta)
-    batches = train_batches(data.train, config, run.shards, data.pad_id)
+    rates = mixture_rates(config, {name: len(d.train) for name, d in data.items()})
+    batches = MixtureBatches({name: train_batches(d.train, tasks[name], run.shards, d.pad_id)
+                              for name, d in data.items()}, rates, tc.seed)
     start, state = resume(ckpts, run, batches, stopper)
     if start >= total_steps or stopper.should_stop:  # a finished run: keep its results as they are
         ckpts.close()
@@ -96,7 +106,7 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: RunData, run: Tr
             bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}")
             bar.update(1)
             evaluated = None
-            if data.validation and (step % tc.eval_every == 0 or step == total_steps):
+            if validation and (step % tc.eval_every == 0 or step == total_steps):
                 evaluated = validate(run, state, data, config, task_metrics)
                 m |= evaluated
                 stopper.update(step, evaluated)
@@ -115,8 +125,14 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: RunData, run: Tr
                 break
     summary = {"steps": step, "total_steps": total_steps, "stopped_early": stopper.should_stop,
                "best_step": stopper.best_step, "best": stopper.best, "metric": es.metric,
-               "final": last, "parameters": run.counts, "train_examples": len(data.train),
-               "validation_examples": len(data.validation), "seconds": time.perf_counter() - t0}
+               "final": last, "parameters": run.counts, "train_examples": sum(len(d.train) for d in data.values()),
+               "validation_examples": sum(len(d.validation) for d in data.values()),
+               "seconds": time.perf_counter() - t0}
+    if list(data) != [""]:
+        summary["tasks"] = {name: {"rate": rates[name], "train_examples": len(d.train),
+                                   "validation_examples": len(d.validation)} for name, d in data.items()}
+    if run.transfer is not None:
+        summary["init_from"] = run.transfer
     if is_main:
         write_json(wd.summary, summary)
     return summary
@@ -163,12 +179,16 @@ class Throughput:
         return self.tokens / max(time.perf_counter() - self.start, 1e-9)
 
 
-def take_step(run: TrainSetup, state: TrainState, batches: Batches, accum: int, step: int, throughput: Throughput,
-              ckpts: Checkpoints) -> tuple[TrainState, dict[str, float]]:
-    """One optimizer step on the next batch; its metrics as floats (which waits for the step)."""
-    batch = step_batch(batches, accum, run.shards)
-    state, m = run.train_step(state, sharding.put_batch(batch, run.batch_shardings))
+def take_step(run: TrainSetup, state: TrainState, batches: MixtureBatches, accum: int, step: int,
+              throughput: Throughput, ckpts: Checkpoints) -> tuple[TrainState, dict[str, float]]:
+    """One optimizer step on the next batch of the task that supplies this step; its metrics as floats (which
+    waits for the step), the task's loss and accuracy also under its own name."""
+    task = batches.task(step)
+    batch = step_batch(batches.batches[task], accum, run.shards)
+    state, m = run.train_steps[task](state, sharding.put_batch(batch, run.batch_shardings))
     m = {k: float(v) for k, v in m.items()}
+    if task:
+        m |= {f"{prefix(task)}{k}": m[k] for k in ("loss", "token_accuracy")}
     m["tokens_per_s"] = throughput.update(int(batch["attention_mask"].sum()) * run.shards.count)
     if not math.isfinite(m["loss"]):
         raise FloatingPointError(f"loss is {m['loss']} at step {step}; stopping (last checkpoint: "
@@ -177,7 +197,8 @@ def take_step(run: TrainSetup, state: TrainState, batches: Batches, accum: int, 
     return state, m
 
 
-def resume(ckpts: Checkpoints, run: TrainSetup, batches: Batches, stopper: EarlyStopping) -> tuple[int, TrainState]:
+def resume(ckpts: Checkpoints, run: TrainSetup, batches: MixtureBatches, stopper: EarlyStopping
+           ) -> tuple[int, TrainState]:
     """(step, state) of the newest readable checkpoint, with the data position, RNG counts and early-stopping
     record restored; (0, the fresh state) when there is none."""
     state = run.state
@@ -195,20 +216,37 @@ def resume(ckpts: Checkpoints, run: TrainSetup, batches: Batches, stopper: Early
     return start, TrainState(trainable, opt_state, set_rng_counts(state.rng, meta["rng_counts"]), state.frozen)
 
 
-def save(ckpts: Checkpoints, step: int, state: TrainState, batches: Batches, stopper: EarlyStopping,
+def save(ckpts: Checkpoints, step: int, state: TrainState, batches: MixtureBatches, stopper: EarlyStopping,
          metrics: dict | None) -> None:
     meta = {"step": step, "data": distributed.allgather_json(batches.get_state()),  # one state per process
             "rng_counts": rng_counts(state.rng), "early_stopping": stopper.state()}
     ckpts.save(step, state.trainable, state.opt_state, meta, metrics)
 
 
-def validate(run: TrainSetup, state: TrainState, data: RunData, config: ml_collections.ConfigDict,
+def validate(run: TrainSetup, state: TrainState, data: dict[str, RunData], config: ml_collections.ConfigDict,
              task_metrics: TaskMetrics | None) -> dict[str, float]:
-    """Validation loss, perplexity and next-token accuracy over the target tokens of every example, plus the
-    generated task metrics of config.eval.metrics."""
+    """Per task: validation loss, perplexity and next-token accuracy over the target tokens of every example, plus
+    the generated task metrics of its eval.metrics, each under the task's prefix ("banking77/val_loss"). A
+    multi-task run adds `val_loss`, the mean of the tasks' losses, and the weighted sum early stopping names."""
+    out = {}
+    for name, task in task_configs(config).items():
+        if data[name].validation:
+            found = validate_task(run.eval_steps[name], run, state, data[name], task, task_metrics)
+            out |= {f"{prefix(name)}{k}": v for k, v in found.items()}
+    if list(data) != [""]:
+        losses = [v for k, v in out.items() if k.endswith("/val_loss")]
+        out["val_loss"] = sum(losses) / len(losses)
+    metric = config.train.early_stopping.metric
+    if is_weighted(metric):
+        out[metric] = weighted_sum(metric, out)
+    return out
+
+
+def validate_task(eval_step: Any, run: TrainSetup, state: TrainState, data: RunData, config: ml_collections.ConfigDict,
+                  task_metrics: TaskMetrics | None) -> dict[str, float]:
     nll = n = hits = 0.0
     for b in eval_batches(data.validation, config, data.pad_id):
-        s, k, h = run.eval_step(state, run.place_eval(b))
+        s, k, h = eval_step(state, run.place_eval(b))
         nll, n, hits = nll + float(s), n + float(k), hits + float(h)
     loss = nll / max(n, 1.0)
     out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)), "val_token_accuracy": hits / max(n, 1.0)}

@@ -1,4 +1,6 @@
-"""Rebuild a trained model from a workdir: base model + adapter + the trainable state of a checkpoint."""
+"""Rebuild a trained model from a workdir: base model + adapter + the trainable state of a checkpoint; and
+transfer, a run that starts from another run's adapter and task heads (`model.init_from=WORKDIR[:checkpoint]`),
+with `peft.freeze` keeping chosen parts (a pattern on parameter paths) as loaded."""
 
 from __future__ import annotations
 
@@ -9,13 +11,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
-from ftjax.data.config import label_set
-from ftjax.models import from_pretrained
-from ftjax.models.heads import add_head, head_type
 from ftjax.models.tokenizer import load_tokenizer
-from ftjax.peft.apply import apply_peft, trainable_filter
+from ftjax.peft.apply import trainable_filter
+from ftjax.train.build import build_model
 from ftjax.train.checkpoints import Checkpoints, ShapeMismatch
 from ftjax.workdir import Workdir, read_config
 
@@ -45,10 +46,9 @@ def load_run(workdir: str | os.PathLike, checkpoint: str | int = "best"
     checkpoint `best` or `last` names cannot be read, the newest older readable one is used, with a warning;
     a step asked for by number must be readable."""
     config = read_config(workdir)
-    model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
-    apply_peft(model, config.peft, nnx.Rngs(config.train.seed))
-    if head_type(config) != "lm":
-        add_head(model, label_set(config.data), config.train.seed)
+    model = build_model(config)
+    if config.model.get("init_from"):  # parts frozen by pattern are not in the checkpoints: they come from there
+        init_from(model, config)
     es = config.train.early_stopping
     ckpts = Checkpoints(Workdir(workdir).checkpoints, keep=config.checkpoint.keep, metric=es.metric,
                         mode=es.mode, async_save=False)
@@ -73,3 +73,41 @@ def load_run(workdir: str | os.PathLike, checkpoint: str | int = "best"
         ckpts.close()
     model.eval()
     return model, load_tokenizer(config.model.path), config, step
+
+
+def split_init_from(spec: str) -> tuple[str, str]:
+    """`WORKDIR[:best|last|STEP]` -> (workdir, checkpoint); the checkpoint defaults to best."""
+    workdir, sep, which = spec.rpartition(":")
+    if sep and (which in ("best", "last") or which.isdigit()):
+        return workdir, which
+    return spec, "best"
+
+
+def init_from(model: nnx.Module, config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Copy every trainable tensor (adapter and heads) that `config.model.init_from`'s run saved into `model`
+    where the path exists here; a shape that differs is an error. Returns what was loaded, what starts fresh
+    (e.g. the head of a new task) and what the source had that this run does not use."""
+    workdir, which = split_init_from(config.model.init_from)
+    source, _, source_config, step = load_run(workdir, which)
+    if source_config.model.path != config.model.path:
+        log.warning("model.init_from=%s was trained on %s; this run's base is %s", workdir, source_config.model.path,
+                    config.model.path)
+    every = lambda path, var: isinstance(var, nnx.Param)
+    saved = dict(nnx.to_flat_state(nnx.state(source, trainable_filter(source_config.peft))))
+    mine = dict(nnx.to_flat_state(nnx.state(model, every)))
+    loaded = {}
+    for path, var in saved.items():
+        if path in mine:
+            if mine[path].shape != var.shape:
+                raise ValueError(f"model.init_from={workdir}: {'.'.join(map(str, path))} has shape {var.shape} "
+                                 f"there, {mine[path].shape} here (same adapter rank and label set needed)")
+            loaded[path] = mine[path].replace(jnp.asarray(np.asarray(var[...]), mine[path].dtype))
+    nnx.update(model, nnx.from_flat_state(loaded))
+    trainable = {p for p, _ in nnx.to_flat_state(nnx.state(model, trainable_filter(config.peft)))}
+    name = lambda p: ".".join(map(str, p))
+    report = {"workdir": workdir, "checkpoint": which, "step": step, "loaded": sorted(map(name, loaded)),
+              "fresh": sorted(name(p) for p in trainable - loaded.keys()),
+              "unused": sorted(name(p) for p in saved.keys() - mine.keys())}
+    log.info("model.init_from=%s (step %d): %d tensors loaded, %d fresh, %d unused", workdir, step,
+             len(report["loaded"]), len(report["fresh"]), len(report["unused"]))
+    return report

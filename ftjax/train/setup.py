@@ -8,20 +8,20 @@ import logging
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ftjax import distributed, sharding
-from ftjax.models import from_pretrained
-from ftjax.data.config import label_set
 from ftjax.models.config import ModelConfig, check_limits
-from ftjax.models.heads import add_head
-from ftjax.peft.apply import apply_peft, trainable_filter
+from ftjax.models.heads import head_name
+from ftjax.peft.apply import trainable_filter
 from ftjax.peft.report import parameter_report
+from ftjax.tasks import task_configs
 from ftjax.train.optimizer import optimizer, schedule
+from ftjax.train.restore import init_from
+from ftjax.train.build import build_model
 from ftjax.train.state import TrainState
 from ftjax.train.step import make_eval_step, make_train_step
 
@@ -41,8 +41,14 @@ class TrainSetup:
     batch_shardings: dict[str, NamedSharding]  # train batches [accum, micro, ...]
     eval_shardings: dict[str, NamedSharding]  # validation batches [batch, ...]
     eval_graphdef: nnx.GraphDef  # the model in eval mode (no dropout), for generation
-    train_step: Any  # (state, batch) -> (state, metrics); the state is donated
-    eval_step: Any  # (state, batch) -> (nll sum, targets, hits)
+    train_steps: dict[str, Any]  # per task (ftjax.tasks): (state, batch) -> (state, metrics); state donated
+    eval_steps: dict[str, Any]  # per task: (state, batch) -> (nll sum, targets, hits)
+    transfer: dict | None = None  # what model.init_from loaded (ftjax.train.restore.init_from)
+
+    @property
+    def train_step(self) -> Any:
+        """The step of a single-task run."""
+        return self.train_steps[""]
 
     def eval_model(self, state: TrainState) -> nnx.Module:
         """The model in eval mode with `state`'s weights (for generation)."""
@@ -55,13 +61,12 @@ class TrainSetup:
 def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     """The unsharded model is dropped on return."""
     tc = config.train
-    model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
+    tasks = task_configs(config)
+    model = build_model(config)
     virtual = config.peft.num_virtual_tokens if config.peft.method in ("prompt", "prefix") else 0
-    check_limits(model.config, config.data.max_length, virtual)
+    check_limits(model.config, max(t.data.max_length for t in tasks.values()), virtual)
     model.set_remat(config.model.remat)
-    apply_peft(model, config.peft, nnx.Rngs(tc.seed))
-    if config.head.type != "lm":
-        add_head(model, label_set(config.data), tc.seed)
+    transfer = init_from(model, config) if config.model.get("init_from") else None
     counts = parameter_report(model, config.peft)
     log.info("parameters: %s trainable of %s base (%.4f%%)", f"{counts['trainable_params']:,}",
              f"{counts['base_params']:,}", counts["trainable_percent"])
@@ -95,14 +100,16 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     shardings = TrainState(placed(trainable), opt_shardings, placed(rng), placed(frozen))
     positions = {"index": replicated, "valid": replicated}  # flat target positions into the whole micro-batch
     batch_shardings = {k: NamedSharding(mesh, P(None, sharding.BATCH_AXES)) for k in ROWS} | positions
-    head = config.head.type
-    train_step = jax.jit(make_train_step(graphdef, tx, tc.loss_chunk, head, config.head.label_smoothing),
-                         donate_argnums=0,
-                         in_shardings=(shardings, batch_shardings), out_shardings=(shardings, replicated))
     # every process builds the whole validation batch; its rows split over data x fsdp when they divide
     eval_rows = P(sharding.BATCH_AXES) if tc.eval_batch_size % replicas == 0 else P()
     eval_shardings = {k: NamedSharding(mesh, eval_rows) for k in ROWS} | positions
-    eval_step = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk, head), out_shardings=replicated,
-                        in_shardings=(shardings, eval_shardings))
+    train_steps, eval_steps = {}, {}
+    for name, task in tasks.items():  # one compiled step per task: its head and loss
+        head = head_name(task)
+        train_steps[name] = jax.jit(make_train_step(graphdef, tx, tc.loss_chunk, head, task.head.label_smoothing),
+                                    donate_argnums=0, in_shardings=(shardings, batch_shardings),
+                                    out_shardings=(shardings, replicated))
+        eval_steps[name] = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk, head), out_shardings=replicated,
+                                   in_shardings=(shardings, eval_shardings))
     return TrainSetup(model.config, counts, mesh, shards, state, shardings, learning_rate, batch_shardings,
-                      eval_shardings, eval_graphdef, train_step, eval_step)
+                      eval_shardings, eval_graphdef, train_steps, eval_steps, transfer)

@@ -24,7 +24,7 @@ def _loss_sums(model, batch, chunk: int, head: str, smoothing: float):
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, chunk: int, head: str = "lm",
                     smoothing: float = 0.0):
     """step(state, batch) -> (state, metrics); `batch` leaves have a leading micro-batch axis [accum, micro, ...].
-    `head`: the LM head, or the task head whose loss trains (ftjax.models.heads)."""
+    `head`: "lm", or the key of the task head whose loss trains (ftjax.models.heads.head_name)."""
 
     def loss_fn(trainable, rng, frozen, mb):
         # copy=True: fresh Variables at this trace level, so dropout may advance its RNG count inside grad
