@@ -190,3 +190,27 @@ def test_peft_export_carries_the_head_as_modules_to_save(run, tiny_model_dir, tm
     with torch.no_grad():
         theirs = hf(**enc).logits.numpy()
     assert np.abs(ours - theirs).max() <= 1e-4
+
+
+def test_mean_pooling_reads_the_mean_over_each_packed_example(tiny_model_dir):
+    """`pooled` at an example's last token is the mean of its hidden states, in packed rows too; a mean-pooling
+    head's logits from `classify` equal the head applied to that mean, and it refuses a transformers export."""
+    from ftjax.models.heads import pooled
+
+    h = jax.random.normal(jax.random.key(0), (1, 7, 3))
+    positions = jnp.asarray([[0, 1, 2, 0, 1, 2, 3]])  # two packed examples: tokens 0-2 and 3-6
+    out = pooled(h, positions)
+    np.testing.assert_allclose(out[0, 2], h[0, :3].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(out[0, 6], h[0, 3:].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(out[0, 4], h[0, 3:5].mean(0), rtol=1e-6)
+
+    model = M.from_pretrained(tiny_model_dir)
+    add_head(model, LABELS, pooling="mean")
+    prompts = [[1, 20, 30, 40], [1, 21]]
+    ours = classify(model, prompts, batch_size=2, pad_id=0)
+    for p, logits in zip(prompts, ours):
+        ids = jnp.asarray([p])
+        hidden, _ = model.hidden_states(ids, positions=jnp.arange(len(p))[None], attention_mask=jnp.ones_like(ids))
+        np.testing.assert_allclose(logits, model.heads["classification"](hidden[0].mean(0)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="mean-pooling head has no transformers equivalent"):
+        M.save_pretrained(model, "/tmp/never_written_mean_pool")

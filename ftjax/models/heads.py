@@ -1,7 +1,7 @@
 """Task heads beside the language-model head: a classification head over a label set.
 
 The head reads the final hidden state of each example's last real token (the pooling transformers'
-`*ForSequenceClassification` models use). That is where the trainer's loss already gathers its target
+`*ForSequenceClassification` models use), or with `head.pooling=mean` the mean over the example's tokens. That is where the trainer's loss already gathers its target
 positions: a classification example is encoded as its text plus the label's index as the one target
 (`ftjax.data.encode.encode_label`), so the chunked, token-normalised loss trains a head exactly as it trains the
 LM head, with accumulation, packing and sharding unchanged. Head weights are `HeadParam`s: trained with the
@@ -27,11 +27,17 @@ class HeadParam(nnx.Param):
     """A task head's weight: always trainable, whatever the fine-tuning method."""
 
 
-class ClassificationHead(nnx.Module):
-    """logits [..., labels] = h @ kernel, in float32; no bias, like transformers' `score` layer."""
+POOLINGS = ("last", "mean")
 
-    def __init__(self, hidden_size: int, labels: Sequence[str], *, dtype: Any, rngs: nnx.Rngs):
+
+class ClassificationHead(nnx.Module):
+    """logits [..., labels] = h @ kernel, in float32; no bias, like transformers' `score` layer. `pooling`: the
+    hidden state of the example's last token (`last`), or the mean over its tokens (`mean`, see `pooled`)."""
+
+    def __init__(self, hidden_size: int, labels: Sequence[str], *, dtype: Any, rngs: nnx.Rngs,
+                 pooling: str = "last"):
         self.labels = tuple(labels)
+        self.pooling = pooling
         init = nnx.initializers.normal(0.02)
         self.kernel = HeadParam(init(rngs.params(), (hidden_size, len(labels)), dtype), out_sharding=("embed", None))
 
@@ -39,11 +45,29 @@ class ClassificationHead(nnx.Module):
         return (h.astype(jnp.float32) @ self.kernel[...].astype(jnp.float32))
 
 
+def pooled(h: jax.Array, positions: jax.Array) -> jax.Array:
+    """h [b, t, d] -> at each position, the mean of the hidden states of its example up to and including it.
+    An example starts where its position is 0 (packed rows hold several), so at an example's last token this is
+    mean pooling over the example, and it drops in wherever the last-token state is gathered."""
+    t = h.shape[1]
+    total = jnp.cumsum(h.astype(jnp.float32), axis=1)
+    start = jnp.arange(t)[None, :] - positions  # the index of each token's first token
+    before = jnp.where(start[..., None] > 0,
+                       jnp.take_along_axis(total, jnp.maximum(start - 1, 0)[..., None], axis=1), 0.0)
+    return (total - before) / (positions[..., None] + 1).astype(jnp.float32)
+
+
+def pool(head: nnx.Module, h: jax.Array, positions: jax.Array) -> jax.Array:
+    """The hidden states `head` reads: `pooled` ones for a mean-pooling head, else `h`."""
+    return pooled(h, positions) if getattr(head, "pooling", "last") == "mean" else h
+
+
 def default_config() -> ml_collections.ConfigDict:
     """The `head` block: `type` lm (generate the answer) or classification (a head over data.labels, trained
     with cross-entropy), label smoothing of the loss, and `name`: the head's key in `model.heads` (a multi-task
-    run names each head after its task, ftjax.tasks; '' = "classification")."""
-    return ml_collections.ConfigDict(dict(type="lm", label_smoothing=0.0, name=""))
+    run names each head after its task, ftjax.tasks; '' = "classification"), and `pooling`: last (the last
+    token's hidden state, as transformers' *ForSequenceClassification) or mean (over the example's tokens)."""
+    return ml_collections.ConfigDict(dict(type="lm", label_smoothing=0.0, name="", pooling="last"))
 
 
 def head_type(config: ml_collections.ConfigDict) -> str:
@@ -62,16 +86,19 @@ def check(block: ml_collections.ConfigDict, labels: Sequence[str] | None) -> Non
     from ftjax.config import one_of
 
     one_of(block, "head", "type", HEADS)
+    if "pooling" in block:  # absent in workdirs written before it existed
+        one_of(block, "head", "pooling", POOLINGS)
     if not 0.0 <= block.label_smoothing < 1.0:
         raise ValueError(f"head.label_smoothing={block.label_smoothing!r}: must be in [0, 1)")
     if block.type == "classification" and not labels:
         raise ValueError("head.type=classification needs the label set: set data.labels (comma-separated)")
 
 
-def add_head(model: nnx.Module, labels: Sequence[str], seed: int = 0, name: str = "classification"
-             ) -> ClassificationHead:
+def add_head(model: nnx.Module, labels: Sequence[str], seed: int = 0, name: str = "classification",
+             pooling: str = "last") -> ClassificationHead:
     """Give `model` a classification head over `labels` under `name` (its `heads` slot, see hooks.py)."""
-    head = ClassificationHead(model.config.hidden_size, labels, dtype=jnp.float32, rngs=nnx.Rngs(seed))
+    head = ClassificationHead(model.config.hidden_size, labels, dtype=jnp.float32, rngs=nnx.Rngs(seed),
+                              pooling=pooling)
     if model.heads is None:
         model.heads = nnx.Dict()
     model.heads[name] = head
@@ -102,4 +129,5 @@ def _last_token_logits(graphdef, state, ids, mask, last, head):
     model = nnx.merge(graphdef, state)
     positions = jnp.maximum(jnp.cumsum(mask, -1) - 1, 0).astype(jnp.int32)
     h, _ = model.hidden_states(ids, positions=positions, attention_mask=mask)
+    h = pool(model.heads[head], h, positions)
     return model.heads[head](jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0])

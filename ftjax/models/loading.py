@@ -131,6 +131,9 @@ def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | No
                          "one: export one task (ftjax export --task=NAME)")
     if heads:  # a transformers *ForSequenceClassification model: the head is its `score`
         (name, head), = heads.items()
+        if head.pooling != "last":
+            raise ValueError(f"a {head.pooling}-pooling head has no transformers equivalent (its classifiers read the "
+                             "last token); export the ftjax adapter instead (--format=adapter)")
         labels = head.labels
         tensors.pop(f"heads.{name}.weight")
         tensors.pop(f"{model.layout.head}.weight", None)

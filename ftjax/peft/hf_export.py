@@ -94,6 +94,9 @@ def export_peft(model: nnx.Module, out_dir: str | os.PathLike, name: str | None 
                          "export one task (ftjax export --task=NAME)")
     if heads:  # a sequence classifier: PEFT's SEQ_CLS task saves the head as the module `score`
         (_, head), = heads.items()
+        if head.pooling != "last":
+            raise ValueError(f"a {head.pooling}-pooling head has no transformers equivalent (its classifiers read the "
+                             "last token); export the ftjax adapter instead (--format=adapter)")
         tensors[f"{PREFIX}score.weight"] = np.asarray(head.kernel[...], np.float32).T
         config["task_type"] = "SEQ_CLS"
         config["modules_to_save"] = sorted({*(config.get("modules_to_save") or []), "score"})

@@ -51,12 +51,13 @@ def merged_model(model: nnx.Module, name: str | None = None) -> nnx.Module:
                 if m.bias is not None:
                     params[(*path, "bias")] = m.bias.replace(bias.astype(m.bias.dtype))
     dtype = model.dtype
-    labels = {name: head.labels for name, head in (model.heads.items() if model.heads is not None else ())}
+    heads = {name: (head.labels, head.pooling) for name, head in (model.heads.items() if model.heads is not None
+                                                                     else ())}
 
     def plain():  # the base model's structure, with the same task heads
         base = build(model.config, dtype)
-        for head, classes in labels.items():
-            add_head(base, classes, name=head)
+        for head, (classes, pooling) in heads.items():
+            add_head(base, classes, name=head, pooling=pooling)
         return base
 
     graphdef, abstract, rest = nnx.split(nnx.eval_shape(plain), nnx.Param, ...)

@@ -19,5 +19,6 @@ def build_model(config: ml_collections.ConfigDict) -> nnx.Module:
     apply_peft(model, config.peft, nnx.Rngs(config.train.seed))
     for i, task in enumerate(task_configs(config).values()):
         if head_type(task) != "lm":
-            add_head(model, label_set(task.data), config.train.seed + i, head_name(task))
+            add_head(model, label_set(task.data), config.train.seed + i, head_name(task),
+                     task.head.get("pooling", "last"))
     return model
