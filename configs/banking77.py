@@ -11,7 +11,8 @@ Data: the registered task `banking77` (ftjax/tasks.py): ../shared/data/banking77
   few         30 rows per intent (2,310), the regime where TF-IDF + linear SVM scores about 85% (DESIGN.md)
   generate    the label generated as text by the LM head (task `banking77_generate`), for comparison
   tiny        the shape the tests use (model and data paths given on the command line)
-Results (validation split, mean and spread over seeds, machine and time): experiments/banking77/README.md.
+Result (`few`, validation holdout of 1,005 rows, 3 seeds, 2-core CPU, ~20 min a run): accuracy 85.6 +- 0.5,
+macro-F1 85.5 +- 0.5, vs 82.3 for TF-IDF + linear SVM on the same rows; details in experiments/banking77/README.md.
 """
 
 import ml_collections
@@ -47,11 +48,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval = evaluation.default_config()
     c.eval.update(batch_size=64)
     if arg == "tiny":
-        c.model.update(path="", dtype="float32")
+        train.tiny(c)
         c.data.update(max_length=32)
-        c.train.update(epochs=0, steps=8, batch_size=4, eval_every=4, eval_batch_size=4, warmup_steps=0)
-        c.checkpoint.update(every=4, async_save=False)
-        c.mesh.update(shape=(1, 1, 1))
     elif arg == "few":  # 2,310 rows: 180 steps ~ 4.4 epochs
         c.data.per_label = 30
         c.train.update(steps=180, eval_every=45)

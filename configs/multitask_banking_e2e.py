@@ -46,12 +46,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval = evaluation.default_config()
     c.eval.update(batch_size=16)
     if arg == "tiny":
-        c.model.update(path="", dtype="float32")
+        train.tiny(c)
         for t in c.tasks.values():
             t.data.update(max_length=32, per_label=0)
-        c.train.update(steps=8, batch_size=4, eval_every=4, eval_batch_size=4, warmup_steps=0)
-        c.checkpoint.update(every=4, async_save=False)
-        c.mesh.update(shape=(1, 1, 1))
-        c.eval.update(max_new_tokens=8, batch_size=4)
     c.lock()
     return c

@@ -214,3 +214,33 @@ def test_mean_pooling_reads_the_mean_over_each_packed_example(tiny_model_dir):
         np.testing.assert_allclose(logits, model.heads["classification"](hidden[0].mean(0)), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="mean-pooling head has no transformers equivalent"):
         M.save_pretrained(model, "/tmp/never_written_mean_pool")
+
+
+def test_mean_pooled_loss_is_the_same_packed_or_not(tiny_model_dir):
+    from ftjax.loss import target_positions
+    from ftjax.train.step import _loss_sums
+
+    model = M.from_pretrained(tiny_model_dir)
+    add_head(model, LABELS, pooling="mean")
+    examples = [([1, 20, 30], 1), ([1, 21, 31, 41], 2)]
+
+    def batch(rows):  # rows: [[(ids, label), ...] per row]; the target sits at each example's last token
+        width = max(sum(len(i) for i, _ in r) for r in rows)
+        out = {k: np.zeros((len(rows), width), np.int32) for k in ("inputs", "targets", "positions", "segment_ids")}
+        mask, loss_mask = np.zeros((len(rows), width), bool), np.zeros((len(rows), width), bool)
+        for j, r in enumerate(rows):
+            t = 0
+            for s, (ids, label) in enumerate(r):
+                n = len(ids)
+                out["inputs"][j, t:t + n], out["positions"][j, t:t + n] = ids, np.arange(n)
+                out["segment_ids"][j, t:t + n], mask[j, t:t + n] = s + 1, True
+                out["targets"][j, t + n - 1], loss_mask[j, t + n - 1] = label, True
+                t += n
+        out["attention_mask"] = mask
+        out["index"], out["valid"] = target_positions(loss_mask)
+        return out
+
+    packed = _loss_sums(model, batch([examples]), 8, "classification", 0.0)
+    padded = _loss_sums(model, batch([[e] for e in examples]), 8, "classification", 0.0)
+    np.testing.assert_allclose(float(packed[0]), float(padded[0]), rtol=1e-5)
+    assert float(packed[1]) == float(padded[1]) == 2

@@ -35,6 +35,16 @@ def checkpoint_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(every=20, keep=2, async_save=True))
 
 
+def tiny(config: ml_collections.ConfigDict) -> None:
+    """The shape the tests give an experiment config (its `tiny` variant): a model path from the command line,
+    float32, 8 steps of 4 rows evaluated every 4, synchronous checkpoints, one device, short generations."""
+    config.model.update(path="", dtype="float32")
+    config.train.update(epochs=0, steps=8, batch_size=4, eval_every=4, eval_batch_size=4, warmup_steps=0)
+    config.checkpoint.update(every=4, async_save=False)
+    config.mesh.update(shape=(1, 1, 1))
+    config.eval.update(max_new_tokens=8, batch_size=4)
+
+
 def check(config: ml_collections.ConfigDict) -> None:
     """Every block a training run reads, and the rules between blocks, before any file is read or written: each
     bad value is a one-line ValueError naming the key and what it may be. (The `eval` block's generation
