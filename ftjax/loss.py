@@ -45,16 +45,19 @@ def token_nll(logits: Array, targets: Array, smoothing: float = 0.0) -> Array:
 
 
 def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Array, index: Array, valid: Array,
-                     chunk: int = 256, smoothing: float = 0.0) -> tuple[Array, Array, Array]:
+                     chunk: int = 256, smoothing: float = 0.0, values: Array | None = None
+                     ) -> tuple[Array, Array, Array]:
     """(sum of NLL, number of targets, number of argmax hits) over the gathered target positions.
 
     hidden [b, t, d], targets [b, t], index/valid [k] (flat positions into b * t). Sums, not means, so that
     gradient accumulation can normalise by the total target count of all micro-batches. `head` is the LM head
-    or a task head (ftjax.models.heads): a classification example's one target is its label index.
+    or a task head (ftjax.models.heads): a classification example's one target is its label index. Given
+    `values` [b, t] (a regression head), the loss is the squared error of the head's one output against them
+    instead, and there are no hits.
     """
     d = hidden.shape[-1]
     h = jnp.take(hidden.reshape(-1, d), index, axis=0)
-    y = jnp.take(targets.reshape(-1), index, axis=0)
+    y = jnp.take((targets if values is None else values).reshape(-1), index, axis=0)
     k = index.shape[0]
     chunk = min(chunk, k)
     pad = -k % chunk
@@ -63,8 +66,10 @@ def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Arr
 
     @jax.checkpoint
     def one(h, y, m):
-        logits = head(h)
-        return jnp.sum(token_nll(logits, y, smoothing) * m), jnp.sum((jnp.argmax(logits, -1) == y) & m)
+        out = head(h)
+        if values is not None:
+            return jnp.sum(jnp.square(out[..., 0] - y.astype(jnp.float32)) * m), jnp.int32(0)
+        return jnp.sum(token_nll(out, y, smoothing) * m), jnp.sum((jnp.argmax(out, -1) == y) & m)
 
     def body(carry, xs):
         s, c = one(*xs)

@@ -20,8 +20,8 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "rows: a .jsonl/.json/.csv/.parquet path, hf:NAME[:config][@split], tfds:NAME@split")
 flags.DEFINE_string("columns", "", "field mapping ours=theirs,... (e.g. text=utterance,label=intent)")
-flags.DEFINE_enum("format", "auto", ["auto", "prompt_completion", "chat", "classification", "data_to_text"],
-                  "example format (auto: from each row's fields)")
+flags.DEFINE_enum("format", "auto", ["auto", "prompt_completion", "chat", "classification", "data_to_text",
+                                     "regression"], "example format (auto: from each row's fields)")
 flags.DEFINE_string("output", None, "curate: the kept rows (JSONL); stats: write the report JSON (+ .md) here")
 flags.DEFINE_string("report", None, "report JSON path; a Markdown page is written beside it (.md)")
 flags.DEFINE_integer("seed", 0, "split: shuffling seed")

@@ -4,7 +4,7 @@
                               validation may be `holdout:F`: a fraction F of the training rows, stratified by
                               label, near-identical inputs kept together, the same for every seed
     per_label                 keep at most this many training rows per label (0 = all): few-shot regimes
-    format                    auto | prompt_completion | chat | classification | data_to_text
+    format                    auto | prompt_completion | chat | classification | data_to_text | regression
     columns                   field mapping ours=theirs,... (e.g. prompt=mr,completion=ref)
     labels                    comma-separated label set of classification rows ('' = from the rows)
     max_length                tokens per example (longer ones are truncated)

@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ftjax.data.formats import check_row, prompt_and_target, resolve_format
+from ftjax.data.formats import check_row, prompt_and_target, resolve_format, value_of
 from ftjax.data.sources import where
 from ftjax.models.tokenizer import stop_token_ids
 
@@ -47,11 +47,26 @@ def encode_label(row: dict, tokenizer: Any, max_length: int, label_set: list[str
     return {"input_ids": ids + [label_set.index(label)], "loss_mask": [0] * len(ids) + [1]}
 
 
+def encode_value(row: dict, tokenizer: Any, max_length: int) -> dict:
+    """A regression row for a regression head: as `encode_label`, the text's ids and one target position at its
+    last token, whose float target travels in `value` (the id after the text is a placeholder, 0)."""
+    text, _ = prompt_and_target(row, "regression")
+    ids = _prompt_ids(tokenizer, text)[: max_length - 1]
+    if not ids:
+        raise ValueError(f"{where(row)}: the text tokenizes to nothing")
+    return {"input_ids": ids + [0], "loss_mask": [0] * len(ids) + [1], "value": value_of(row)}
+
+
 def encode_all(rows: list[dict], tokenizer: Any, fmt: str, max_length: int,
                label_set: list[str] | None = None, head: str = "lm") -> list[dict]:
-    """`encode` over many rows (`encode_label` for a classification head), with a progress bar."""
-    one = (lambda r: encode_label(r, tokenizer, max_length, label_set)) if head == "classification" else (
-        lambda r: encode(r, tokenizer, fmt, max_length, label_set))
+    """`encode` over many rows (`encode_label` for a classification head, `encode_value` for a regression
+    head), with a progress bar."""
+    if head == "classification":
+        one = lambda r: encode_label(r, tokenizer, max_length, label_set)
+    elif head == "regression":
+        one = lambda r: encode_value(r, tokenizer, max_length)
+    else:
+        one = lambda r: encode(r, tokenizer, fmt, max_length, label_set)
     return [one(r) for r in tqdm(rows, desc="tokenize", unit="row", file=sys.stderr, disable=len(rows) < 2000)]
 
 

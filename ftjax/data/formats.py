@@ -1,19 +1,21 @@
-"""The four example formats, their fields, and plain-text views of a row (for curation, splits and reports).
+"""The five example formats, their fields, and plain-text views of a row (for curation, splits and reports).
 
     prompt_completion  `prompt`, `completion`
     chat               `messages`: [{"role": "system"|"user"|"assistant", "content": str}, ...]
     classification     `text`, `label` (a string, or an index into the label set)
     data_to_text       `data` (an attribute dict, or an already linearised string), `text`
+    regression         `text`, `value` (a number, or a string that reads as one: CSV cells)
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 
 from ftjax.data.sources import where
 
-FORMATS = ("prompt_completion", "chat", "classification", "data_to_text")
+FORMATS = ("prompt_completion", "chat", "classification", "data_to_text", "regression")
 ROLES = ("system", "user", "assistant")
 
 
@@ -27,9 +29,11 @@ def detect_format(row: dict) -> str:
         return "data_to_text"
     if "label" in row:
         return "classification"
+    if "value" in row:
+        return "regression"
     fields = ", ".join(k for k in row if not k.startswith("_"))
     raise ValueError(f"{where(row)}: cannot tell the format from the fields ({fields}); expected prompt+completion,"
-                     " messages, text+label or data+text (map columns with --columns)")
+                     " messages, text+label, data+text or text+value (map columns with --columns)")
 
 
 def resolve_format(row: dict, fmt: str) -> str:
@@ -43,7 +47,7 @@ def resolve_format(row: dict, fmt: str) -> str:
 def check_row(row: dict, fmt: str) -> None:
     """A ValueError naming file:line and the field when a row lacks what its format needs."""
     need = {"prompt_completion": ("prompt", "completion"), "classification": ("text", "label"),
-            "data_to_text": ("data", "text"), "chat": ("messages",)}[fmt]
+            "data_to_text": ("data", "text"), "chat": ("messages",), "regression": ("text", "value")}[fmt]
     for name in need:
         if row.get(name) is None:
             raise ValueError(f"{where(row)}: missing field {name!r} (format {fmt})")
@@ -56,8 +60,10 @@ def check_row(row: dict, fmt: str) -> None:
                 raise ValueError(f"{where(row)}: messages[{i}] must be {{'role': system|user|assistant, "
                                  "'content': str}")
         return
+    if fmt == "regression":
+        value_of(row)
     for name in need:
-        if name in ("label", "data"):
+        if name in ("label", "data", "value"):
             continue
         if not isinstance(row[name], str):
             raise ValueError(f"{where(row)}: field {name!r} must be a string, got {type(row[name]).__name__}")
@@ -83,6 +89,18 @@ def label_text(row: dict, label_set: list[str] | None) -> str:
     return str(label)
 
 
+def value_of(row: dict) -> float:
+    """A regression row's value as a float; a ValueError names file:line when it is not a finite number."""
+    value = row["value"]
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"{where(row)}: field 'value' must be a finite number, got {value!r}")
+    return number
+
+
 def prompt_and_target(row: dict, fmt: str, label_set: list[str] | None = None) -> tuple[str, str]:
     """The model's input text and the text it learns to produce (for every format but chat)."""
     check_row(row, fmt)
@@ -92,6 +110,8 @@ def prompt_and_target(row: dict, fmt: str, label_set: list[str] | None = None) -
         return row["text"], label_text(row, label_set)
     if fmt == "data_to_text":
         return linearise(row["data"]), row["text"]
+    if fmt == "regression":
+        return row["text"], repr(value_of(row))
     raise ValueError(f"{where(row)}: chat rows have turns, not one prompt and target")
 
 
@@ -124,7 +144,7 @@ def map_texts(row: dict, fmt: str, fn: Callable[[str], str]) -> dict:
         out["messages"] = [dict(m, content=fn(m["content"])) for m in row["messages"]]
         return out
     names = {"prompt_completion": ("prompt", "completion"), "classification": ("text",),
-             "data_to_text": ("data", "text")}[fmt]
+             "data_to_text": ("data", "text"), "regression": ("text",)}[fmt]
     for name in names:
         value = row[name]
         if isinstance(value, str):

@@ -4,6 +4,7 @@ Every batch is a dict of numpy arrays of shape [batch_size, seq_len] (narrower w
     inputs         int32  token ids
     targets        int32  the next token of the same example (inputs shifted left by one within each example)
     loss_mask      bool   True where targets[t] is a target token of its example
+    values         float32  a regression example's value at its target position (0 elsewhere)
     attention_mask bool   True on real tokens
     positions      int32  0, 1, ... restarting for every packed example
     segment_ids    int32  0 on padding, 1..k for the k examples packed in a row (1 for unpacked rows)
@@ -19,7 +20,7 @@ import grain
 import numpy as np
 from grain.experimental import FirstFitPackIterDataset, ThreadPrefetchIterDataset
 
-FEATURES = ("inputs", "targets", "loss_mask")
+FEATURES = ("inputs", "targets", "loss_mask", "values")
 
 
 class Batches:
@@ -96,7 +97,7 @@ class Batches:
     def _padded(self, i: int) -> dict[str, np.ndarray]:
         a = self._arrays[i]
         n, pad = len(a["inputs"]), self.seq_len - len(a["inputs"])
-        out = {k: np.pad(a[k], (0, pad), constant_values=self.pad_id if k != "loss_mask" else False)
+        out = {k: np.pad(a[k], (0, pad), constant_values=self.pad_id if k in ("inputs", "targets") else 0)
                for k in FEATURES}
         out["attention_mask"] = np.arange(self.seq_len) < n
         out["positions"] = np.where(out["attention_mask"], np.arange(self.seq_len), 0).astype(np.int32)
@@ -113,6 +114,7 @@ class Batches:
         return self._fill({"inputs": np.where(real, batch["inputs"], self.pad_id).astype(np.int32),
                            "targets": np.where(real, batch["targets"], self.pad_id).astype(np.int32),
                            "loss_mask": batch["loss_mask"] & real, "attention_mask": real, "segment_ids": seg,
+                           "values": np.where(real, batch["values"], 0).astype(np.float32),
                            "positions": np.stack([r["inputs_positions"] for r in rows]).astype(np.int32)})
 
     def _fill(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -161,8 +163,10 @@ def _example(e: dict, i: int, seq_len: int, pad_id: int) -> dict[str, np.ndarray
         raise ValueError(f"example {i} has {len(ids)} tokens, more than seq_len={seq_len}; encode with "
                          "max_length <= seq_len")
     ids = np.asarray(ids, np.int32)
-    return {"inputs": ids, "targets": np.append(ids[1:], np.int32(pad_id)),
-            "loss_mask": np.append(np.asarray(mask[1:], bool), False)}
+    loss_mask = np.append(np.asarray(mask[1:], bool), False)
+    values = np.where(loss_mask, np.float32(e.get("value", 0.0)), np.float32(0)).astype(np.float32)
+    return {"inputs": ids, "targets": np.append(ids[1:], np.int32(pad_id)), "loss_mask": loss_mask,
+            "values": values}
 
 
 def _next_index(state: dict) -> int:

@@ -32,7 +32,7 @@ from ftjax.metrics.classification import OTHER, class_list
 from ftjax.metrics.suite import default_metrics, metric_report, parse_metrics, statistics
 from ftjax.models.beam import Beam, beam_search
 from ftjax.models.generate import Sampling, generate
-from ftjax.models.heads import classify, head_name, head_type
+from ftjax.models.heads import RegressionHead, classify, head_name, head_type
 from ftjax.models.tokenizer import stop_token_ids
 
 PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # mean metrics: a score per row
@@ -62,9 +62,12 @@ def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
 
 def classify_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_length: int,
                    batch_size: int, head: str = "classification") -> tuple[list[str], int]:
-    """Classification head `head`'s label for each prompt (cut as training cuts it), and no generated tokens."""
+    """Task head `head`'s label (or a regression head's value) for each prompt (cut as training cuts it), and no
+    generated tokens."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     logits = classify(model, [p[: max_length - 1] for p in prompts], batch_size, pad, head)
+    if isinstance(model.heads[head], RegressionHead):  # the one output is the value
+        return [repr(float(v)) for v in logits[:, 0]], 0
     return [model.heads[head].labels[i] for i in logits.argmax(-1)], 0
 
 
@@ -91,9 +94,9 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     head = head_type(config)
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
     prompts = encode_items(tokenizer, items, shots)
-    if head == "classification":  # the head picks a label; nothing is generated or teacher-forced
-        if task != "classification":
-            raise ValueError(f"a classification-head run evaluates classification rows (text, label); got {task}")
+    if head in ("classification", "regression"):  # the head predicts; nothing is generated or teacher-forced
+        if task != head:
+            raise ValueError(f"a {head}-head run evaluates {head} rows (text, {'label' if head == 'classification' else 'value'}); got {task}")
         names = [n for n in names if n != "perplexity"]
         texts, new_tokens = classify_texts(model, tokenizer, prompts, config.data.max_length, settings.batch_size,
                                            head_name(config))
@@ -127,7 +130,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     report |= {"bootstrap": {"resamples": n_resamples, "confidence": 0.95, "method": "percentile"},
                "settings": {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
                             "normalize": settings.normalize, "few_shot": len(shots),
-                            "decoding": "classification head" if head == "classification" else (
+                            "decoding": f"{head} head" if head != "lm" else (
                                 f"beam search (width {settings.num_beams}, length penalty {settings.length_penalty}, "
                                 f"no-repeat n-gram {settings.no_repeat_ngram_size})" if settings.num_beams > 1
                                 else "greedy"),

@@ -14,13 +14,15 @@ from collections.abc import Sequence
 
 from ftjax.metrics import classification as C, e2e as E, text as T
 from ftjax.metrics.bootstrap import Statistic, bootstrap_ci, ratio_statistic, with_ci
+from ftjax.metrics.regression import REGRESSION_METRICS, regression_statistics
 from ftjax.metrics.slots import slot_error_rate
 
 log = logging.getLogger("ftjax.metrics")
 TEXT_METRICS = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l", "bleu", "chrf")
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
-METRICS = (*TEXT_METRICS, *E.E2E_METRICS, *CLASSIFICATION_METRICS, "perplexity", "slot_error_rate")
-LOWER_IS_BETTER = frozenset({"perplexity", "slot_error_rate"})
+METRICS = (*TEXT_METRICS, *E.E2E_METRICS, *CLASSIFICATION_METRICS, *REGRESSION_METRICS, "perplexity",
+           "slot_error_rate")
+LOWER_IS_BETTER = frozenset({"perplexity", "slot_error_rate", "mse", "mae"})
 
 
 def parse_metrics(spec: str | Sequence[str], task: str | None = None) -> list[str]:
@@ -31,6 +33,8 @@ def parse_metrics(spec: str | Sequence[str], task: str | None = None) -> list[st
             raise ValueError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
         if name in CLASSIFICATION_METRICS and task not in (None, "classification"):
             raise ValueError(f"metric {name!r} needs classification rows (text + label); this split is {task}")
+        if name in REGRESSION_METRICS and task not in (None, "regression"):
+            raise ValueError(f"metric {name!r} needs regression rows (text + value); this split is {task}")
         if name == "slot_error_rate" and task not in (None, "data_to_text"):
             raise ValueError(f"metric {name!r} needs data-to-text rows (an E2E meaning representation); "
                              f"this split is {task}")
@@ -40,6 +44,8 @@ def parse_metrics(spec: str | Sequence[str], task: str | None = None) -> list[st
 def default_metrics(task: str) -> list[str]:
     if task == "classification":
         return [*CLASSIFICATION_METRICS, "perplexity"]
+    if task == "regression":
+        return list(REGRESSION_METRICS)
     if task != "data_to_text":
         return [*TEXT_METRICS, "perplexity"]
     e2e = list(E.E2E_METRICS)
@@ -80,6 +86,8 @@ def statistics(rows: Sequence[dict], names: Sequence[str], normalize: str = T.SQ
                                         lambda x: math.exp(min(x, 50.0)))
         elif name == "slot_error_rate":  # the prompt of a data-to-text row is its meaning representation
             out[name] = slot_error_rate([r["prompt"] for r in rows], predictions)
+        elif name in REGRESSION_METRICS and name not in out:
+            out |= {k: v for k, v in regression_statistics(predictions, references).items() if k in names}
         elif name in CLASSIFICATION_METRICS and "per_class" not in out:
             items = C.encode_labels([r["label"] for r in rows], predictions, classes, T.normalizer(normalize))
             out |= C.classification_statistics(items, len(classes))

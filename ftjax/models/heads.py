@@ -1,4 +1,4 @@
-"""Task heads beside the language-model head: a classification head over a label set.
+"""Task heads beside the language-model head: a classification head over a label set, and a regression head.
 
 The head reads the final hidden state of each example's last real token (the pooling transformers'
 `*ForSequenceClassification` models use), or with `head.pooling=mean` the mean over the example's tokens. That is where the trainer's loss already gathers its target
@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-HEADS = ("lm", "classification")
+HEADS = ("lm", "classification", "regression")
 
 
 class HeadParam(nnx.Param):
@@ -43,6 +43,14 @@ class ClassificationHead(nnx.Module):
 
     def __call__(self, h: jax.Array) -> jax.Array:
         return (h.astype(jnp.float32) @ self.kernel[...].astype(jnp.float32))
+
+
+class RegressionHead(ClassificationHead):
+    """One output, the predicted value (transformers' `score` layer with num_labels=1, problem_type regression),
+    trained with the squared error."""
+
+    def __init__(self, hidden_size: int, *, dtype: Any, rngs: nnx.Rngs, pooling: str = "last"):
+        super().__init__(hidden_size, ("value",), dtype=dtype, rngs=rngs, pooling=pooling)
 
 
 def pooled(h: jax.Array, positions: jax.Array) -> jax.Array:
@@ -79,7 +87,7 @@ def head_name(config: ml_collections.ConfigDict) -> str:
     """The key of the run's task head in `model.heads` ("lm" for the language-model head)."""
     if head_type(config) == "lm":
         return "lm"
-    return config.head.get("name") or "classification"
+    return config.head.get("name") or head_type(config)
 
 
 def check(block: ml_collections.ConfigDict, labels: Sequence[str] | None) -> None:
@@ -90,15 +98,21 @@ def check(block: ml_collections.ConfigDict, labels: Sequence[str] | None) -> Non
         one_of(block, "head", "pooling", POOLINGS)
     if not 0.0 <= block.label_smoothing < 1.0:
         raise ValueError(f"head.label_smoothing={block.label_smoothing!r}: must be in [0, 1)")
+    if block.type == "regression" and block.label_smoothing:
+        raise ValueError("head.label_smoothing is for classification; a regression head's loss is the squared error")
     if block.type == "classification" and not labels:
         raise ValueError("head.type=classification needs the label set: set data.labels (comma-separated)")
 
 
-def add_head(model: nnx.Module, labels: Sequence[str], seed: int = 0, name: str = "classification",
+def add_head(model: nnx.Module, labels: Sequence[str] | None, seed: int = 0, name: str = "classification",
              pooling: str = "last") -> ClassificationHead:
-    """Give `model` a classification head over `labels` under `name` (its `heads` slot, see hooks.py)."""
-    head = ClassificationHead(model.config.hidden_size, labels, dtype=jnp.float32, rngs=nnx.Rngs(seed),
-                              pooling=pooling)
+    """Give `model` a classification head over `labels` (None: a regression head) under `name` (its `heads`
+    slot, see hooks.py)."""
+    if labels is None:
+        head = RegressionHead(model.config.hidden_size, dtype=jnp.float32, rngs=nnx.Rngs(seed), pooling=pooling)
+    else:
+        head = ClassificationHead(model.config.hidden_size, labels, dtype=jnp.float32, rngs=nnx.Rngs(seed),
+                                  pooling=pooling)
     if model.heads is None:
         model.heads = nnx.Dict()
     model.heads[name] = head

@@ -16,6 +16,7 @@ from ftjax.models import convert
 from ftjax.models.config import ModelConfig, from_hf
 from ftjax.models.decoder import CausalLM
 from ftjax.models.gpt2 import GPT2LM
+from ftjax.models.heads import RegressionHead
 
 _HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja"]
 
@@ -140,7 +141,8 @@ def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | No
         tensors["score.weight"] = np.ascontiguousarray(np.asarray(head.kernel[...]).T)
         hf_config |= {"architectures": [a.replace("ForCausalLM", "ForSequenceClassification").replace(
             "LMHeadModel", "ForSequenceClassification") for a in hf_config.get("architectures") or []],
-            "id2label": dict(enumerate(labels)), "label2id": {k: i for i, k in enumerate(labels)}}
+            "id2label": dict(enumerate(labels)), "label2id": {k: i for i, k in enumerate(labels)},
+            "problem_type": "regression" if isinstance(head, RegressionHead) else "single_label_classification"}
     if any(v.dtype == jnp.bfloat16 for v in tensors.values()):
         tensors = {k: v.astype(np.float32) if v.dtype == jnp.bfloat16 else v for k, v in tensors.items()}
         # numpy safetensors cannot write bfloat16; float32 loses nothing and transformers casts on load

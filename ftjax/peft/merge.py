@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flax import nnx
 
-from ftjax.models.heads import add_head
+from ftjax.models.heads import RegressionHead, add_head
 from ftjax.models.loading import build
 from ftjax.peft.layer import AdaptedLinear
 from ftjax.peft.state import active_adapter, adapter_hosts, adapter_spec
@@ -51,8 +51,8 @@ def merged_model(model: nnx.Module, name: str | None = None) -> nnx.Module:
                 if m.bias is not None:
                     params[(*path, "bias")] = m.bias.replace(bias.astype(m.bias.dtype))
     dtype = model.dtype
-    heads = {name: (head.labels, head.pooling) for name, head in (model.heads.items() if model.heads is not None
-                                                                     else ())}
+    heads = {name: (None if isinstance(head, RegressionHead) else head.labels, head.pooling)
+             for name, head in (model.heads.items() if model.heads is not None else ())}
 
     def plain():  # the base model's structure, with the same task heads
         base = build(model.config, dtype)

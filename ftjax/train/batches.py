@@ -84,7 +84,7 @@ def step_batch(batches: Batches, accum: int, shards: distributed.DataShards | No
     With several processes the positions index the global micro-batch, so every process needs all loss masks."""
     micro = [next(batches) for _ in range(accum)]
     batch = {k: np.stack([m[k] for m in micro]) for k in ("inputs", "targets", "positions", "attention_mask",
-                                                          "segment_ids", "loss_mask")}
+                                                          "segment_ids", "values", "loss_mask")}
     loss_mask = batch.pop("loss_mask")
     batch["index"], batch["valid"] = target_positions(shards.gather(loss_mask, 1) if shards else loss_mask)
     return batch

@@ -18,7 +18,8 @@ def build_model(config: ml_collections.ConfigDict) -> nnx.Module:
     model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
     apply_peft(model, config.peft, nnx.Rngs(config.train.seed))
     for i, task in enumerate(task_configs(config).values()):
-        if head_type(task) != "lm":
-            add_head(model, label_set(task.data), config.train.seed + i, head_name(task),
-                     task.head.get("pooling", "last"))
+        kind = head_type(task)
+        if kind != "lm":
+            labels = label_set(task.data) if kind == "classification" else None
+            add_head(model, labels, config.train.seed + i, head_name(task), task.head.get("pooling", "last"))
     return model

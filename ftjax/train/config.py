@@ -71,8 +71,9 @@ def check(config: ml_collections.ConfigDict) -> None:
             generated = parse_metrics(task.eval.metrics)
         except ValueError as e:
             raise ValueError(f"{where}eval.metrics: {e}") from None
-        known += [f"{tasks.prefix(name)}{m}" for m in (*LOSS_METRICS, *(["val_accuracy"] if task.head.type ==
-                                                       "classification" else []), *(f"val_{g}" for g in generated))]
+        loss = {"classification": (*LOSS_METRICS, "val_accuracy"), "regression": ("val_loss", "val_mse")}.get(
+            task.head.type, LOSS_METRICS)
+        known += [f"{tasks.prefix(name)}{m}" for m in (*loss, *(f"val_{g}" for g in generated))]
     sharding.check_rules(config.mesh.rules)
     tc = config.train
     at_least(tc, "train", 0, "steps", "epochs", "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm",

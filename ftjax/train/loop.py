@@ -249,7 +249,11 @@ def validate_task(eval_step: Any, run: TrainSetup, state: TrainState, data: RunD
         s, k, h = eval_step(state, run.place_eval(b))
         nll, n, hits = nll + float(s), n + float(k), hits + float(h)
     loss = nll / max(n, 1.0)
-    out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)), "val_token_accuracy": hits / max(n, 1.0)}
+    if config.head.type == "regression":  # the loss is the mean squared error
+        out = {"val_loss": loss, "val_mse": loss}
+    else:
+        out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)),
+               "val_token_accuracy": hits / max(n, 1.0)}
     if config.head.type == "classification":  # one target per example: token accuracy is label accuracy
         out["val_accuracy"] = out["val_token_accuracy"]
     if config.eval.metrics:

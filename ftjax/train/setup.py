@@ -26,7 +26,7 @@ from ftjax.train.state import TrainState
 from ftjax.train.step import make_eval_step, make_train_step
 
 log = logging.getLogger("ftjax.train")
-ROWS = ("inputs", "targets", "positions", "attention_mask", "segment_ids")  # batch arrays split over rows
+ROWS = ("inputs", "targets", "positions", "attention_mask", "segment_ids", "values")  # batch arrays split over rows
 
 
 @dataclasses.dataclass

@@ -12,16 +12,18 @@ import optax
 from flax import nnx
 
 from ftjax.loss import target_loss_sums
-from ftjax.models.heads import pool
+from ftjax.models.heads import RegressionHead, pool
 from ftjax.train.state import TrainState
 
 def _loss_sums(model, batch, chunk: int, head: str, smoothing: float):
     h, _ = model.hidden_states(batch["inputs"], positions=batch["positions"], attention_mask=batch["attention_mask"],
                                segment_ids=batch["segment_ids"])
     out = model.logits if head == "lm" else model.heads[head]
+    values = None
     if head != "lm":
         h = pool(out, h, batch["positions"])
-    return target_loss_sums(out, h, batch["targets"], batch["index"], batch["valid"], chunk, smoothing)
+        values = batch["values"] if isinstance(out, RegressionHead) else None
+    return target_loss_sums(out, h, batch["targets"], batch["index"], batch["valid"], chunk, smoothing, values)
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, chunk: int, head: str = "lm",
