@@ -282,3 +282,20 @@ def test_a_mixed_run_exports_one_task_at_a_time(mixed, tmp_path):
     assert hf.config.id2label == dict(enumerate(LABELS)) and np.abs(ours - theirs).max() <= 1e-4
     run_ftjax("export", f"--workdir={wd}", "--task=copy", "--format=peft", f"--out={tmp_path}/copy")
     assert json.loads((tmp_path / "copy" / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"train.early_stopping.metric": "intent/val_bleu"}, "'intent/val_bleu' is not computed; choose from val_loss"),
+    ({"train.early_stopping.metric": "2*intent/val_accuracy+copy/nope"}, "its term 'copy/nope' is not computed"),
+    ({"train.early_stopping.metric": "2**x"}, "cannot read the term '2\\*\\*x'"),
+    ({"mixture.rates": "even"}, "mixture.rates='even': choose from proportional, temperature, fixed"),
+    ({"tasks.intent.data.format": "csv"}, "tasks.intent.data.format='csv'"),
+    ({"tasks.copy.eval": {"beams": 2}}, "tasks.copy.eval.beams: unknown eval key"),
+])
+def test_bad_task_and_mixture_settings_are_one_line_errors(tiny_model_dir, data, overrides, message):
+    from ftjax.train.config import check
+
+    config = mixture_config(tiny_model_dir, data)
+    config.unlock()
+    with pytest.raises(ValueError, match=message):
+        check(set_keys(config, overrides))

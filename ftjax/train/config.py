@@ -89,7 +89,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     at_least(es, "train.early_stopping", 0, "patience", "min_delta")
     for _, name in weighted_terms(es.metric) if is_weighted(es.metric) else [(1.0, es.metric)]:
         if name not in known:
-            raise ValueError(f"train.early_stopping.metric={es.metric!r}: {name!r} is not computed; choose from "
-                             f"{', '.join(known)} (generated metrics come from eval.metrics), or a weighted sum "
-                             "of them")
+            what = f"{es.metric!r}" + (f": its term {name!r}" if name != es.metric else "")
+            raise ValueError(f"train.early_stopping.metric={what} is not computed; choose from {', '.join(known)} "
+                             "(generated metrics come from eval.metrics), or a weighted sum of them")
     at_least(config.checkpoint, "checkpoint", 1, "every", "keep")
