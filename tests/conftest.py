@@ -132,6 +132,22 @@ def set_keys(config, overrides: dict):
     return config
 
 
+def killed_at_step(monkeypatch, n: int):
+    """The trainer's n-th step raises KeyboardInterrupt, as a kill would; returns the undo."""
+    from ftjax.train import loop
+
+    real, calls = loop.step_batch, {"n": 0}
+
+    def dies(*args):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("simulated kill")
+        return real(*args)
+
+    monkeypatch.setattr(loop, "step_batch", dies)
+    return lambda: monkeypatch.setattr(loop, "step_batch", real)
+
+
 def write_rows(path: Path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)

@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 import ftjax.models as M
-from conftest import run_ftjax, set_keys, sft_config, write_rows
+from conftest import killed_at_step, run_ftjax, set_keys, sft_config, write_rows
 from ftjax import tasks
 from ftjax.train import loop
 
@@ -179,18 +179,10 @@ def test_a_mixed_run_logs_and_evaluates_each_task_on_its_own_rows(mixed, tiny_mo
 
 def test_a_killed_mixed_run_resumes_as_if_uninterrupted(mixed, tiny_model_dir, data, tmp_path, monkeypatch):
     wd, config, _ = mixed
-    real, calls = loop.step_batch, {"n": 0}
-
-    def dies_at_step_17(*args):
-        calls["n"] += 1
-        if calls["n"] == 17:
-            raise KeyboardInterrupt("simulated kill")
-        return real(*args)
-
-    monkeypatch.setattr(loop, "step_batch", dies_at_step_17)
+    undo = killed_at_step(monkeypatch, 17)
     with pytest.raises(KeyboardInterrupt):
         loop.main(config, tmp_path / "resumed")
-    monkeypatch.setattr(loop, "step_batch", real)
+    undo()
     loop.main(config, tmp_path / "resumed")  # resumes from step 12's checkpoint
     straight = {r["step"]: r["loss"] for r in metrics_of(wd)}
     resumed = {r["step"]: r["loss"] for r in metrics_of(tmp_path / "resumed")}

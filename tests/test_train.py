@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 
 import ftjax.models as M
-from conftest import ROOT, sft_config, write_rows
+from conftest import ROOT, killed_at_step, sft_config, write_rows
 from ftjax.train import loop
 from ftjax.data.pipeline import Batches
 from ftjax.loss import target_positions
@@ -70,18 +70,10 @@ def test_killed_run_resumes_with_identical_losses(setup, tmp_path, monkeypatch):
     overrides = {"train.steps": 10, "checkpoint.every": 4, "train.eval_every": 5, "peft.dropout": 0.1}
     run(setup, tmp_path / "straight", **overrides)
 
-    real_step_batch, calls = loop.step_batch, {"n": 0}
-
-    def dies_at_step_7(*args):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt("simulated kill")
-        return real_step_batch(*args)
-
-    monkeypatch.setattr(loop, "step_batch", dies_at_step_7)
+    undo = killed_at_step(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         run(setup, tmp_path / "resumed", **overrides)
-    monkeypatch.setattr(loop, "step_batch", real_step_batch)
+    undo()
     assert max(losses(tmp_path / "resumed")) == 6
     run(setup, tmp_path / "resumed", **overrides)  # same command again: resumes from step 5's checkpoint
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
