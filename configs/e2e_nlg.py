@@ -1,14 +1,18 @@
 """E2E NLG data-to-text: Gemma 3 270M, LoRA, generating a restaurant description from a meaning representation.
 
     ftjax train --config=configs/e2e_nlg.py --workdir=runs/e2e
-    ftjax eval --workdir=runs/e2e --config.data.test=PATH/testset.csv     # `mr,ref`: BLEU, ROUGE-L, chrF, SER
+    ftjax eval --workdir=runs/e2e --config.data.test=PATH/testset.csv     # `mr,ref`: the E2E metrics and SER
 
-Data: the registered task `e2e_nlg` (ftjax/tasks.py): ../shared/data/e2e/devset.csv (or $E2E_DIR/devset.csv), `mr,ref`, several human references per MR; rows
-with the same MR are one example with several references when evaluated. Validation = a 10% holdout of the MRs
-(`data.validation=holdout:0.1`; all references of an MR on one side). Metrics: corpus BLEU and chrF
-(sacrebleu, multi-reference), ROUGE-L, and the slot error rate (`ftjax/metrics/slots.py`: MR facts missed,
+Data: the registered task `e2e_nlg` (ftjax/tasks.py): ../shared/data/e2e/devset.csv (or $E2E_DIR/devset.csv),
+`mr,ref`, several human references per MR; rows with the same MR are one example with several references when
+evaluated. Validation = a 10% holdout of the MRs (`data.validation=holdout:0.1`; all references of an MR on one
+side). Metrics: the E2E challenge's BLEU, NIST, METEOR, ROUGE-L and CIDEr (ftjax/metrics/e2e.py), sacrebleu
+BLEU and chrF, rouge-score ROUGE, and the slot error rate (ftjax/metrics/slots.py: MR facts missed,
 contradicted or added; lower is better), the hallucination measure. Variant `tiny`: the tests' shape.
-No result recorded yet: see the issue's note.
+
+Result (validation holdout of 54 MRs, seed 0, 2-core CPU, 40 min): BLEU 73.8, NIST 8.59, METEOR 47.5, ROUGE-L
+77.0, CIDEr 2.48 (the challenge's definitions), slot error rate 17.3%; a template baseline scores 63.8 BLEU and
+5.0% slot errors. Details: experiments/e2e_nlg/README.md.
 """
 
 import ml_collections
