@@ -105,6 +105,8 @@ def measure(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 3)
     if steps < 1 or warmup < 1:
         raise ValueError(f"need steps >= 1 and warmup >= 1, got {steps} and {warmup}")
     check(config)
+    if config.get("tasks"):
+        raise ValueError("ftjax bench times one task; give a single-task config (e.g. configs/task.py:NAME)")
     tc = config.train
     data = load_data(config, validation=False)
     r = setup(config, total_steps=warmup + steps)
