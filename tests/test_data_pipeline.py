@@ -57,7 +57,16 @@ def test_padded_and_packed_layout():
     for b in (padded, packed):
         assert {k: v.dtype.name for k, v in b.items()} == {
             "inputs": "int32", "targets": "int32", "loss_mask": "bool", "attention_mask": "bool",
-            "positions": "int32", "segment_ids": "int32"}
+            "positions": "int32", "segment_ids": "int32", "values": "float32"}
+        assert not b["values"].any()  # no regression examples
+    # a regression example's value sits where its one target is, packed or padded
+    reg = [{"input_ids": [5, 6, 0], "loss_mask": [0, 0, 1], "value": 2.5},
+           {"input_ids": [8, 9, 10, 0], "loss_mask": [0, 0, 0, 1], "value": -1.0}]
+    packed = next(Batches(reg, batch_size=1, seq_len=8, seed=0, shuffle=False, pack=True, pad_id=0))
+    assert packed["values"][0].tolist() == [0, 2.5, 0, 0, 0, -1.0, 0, 0]
+    assert packed["values"][0][packed["loss_mask"][0]].tolist() == [2.5, -1.0]
+    padded = next(Batches(reg, batch_size=2, seq_len=8, seed=0, shuffle=False, pad_id=0))
+    assert padded["values"][1].tolist() == [0, 0, -1.0, 0, 0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(pack=True), dict(bucket_window=3)])

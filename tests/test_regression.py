@@ -56,9 +56,14 @@ def test_eval_reports_regression_metrics(run, tmp_path):
     assert report["task"] == "regression" and report["settings"]["decoding"] == "regression head"
     assert set(report["metrics"]) == {"mse", "mae", "pearson", "spearman"}
     assert report["metrics"]["pearson"]["value"] > 0.8 and report["metrics"]["mse"]["low"] >= 0
-    run_ftjax("eval", f"--workdir={wd}", "--split=validation", f"--out={tmp_path}/val")
-    val = json.loads((tmp_path / "val" / "validation.json").read_text())["metrics"]["mse"]["value"]
-    assert val == pytest.approx(summary["best"], rel=1e-4)  # the trainer's val_mse is what eval reports
+    from ftjax.data.config import rows_of
+    from ftjax.eval.runner import evaluate_split
+    from ftjax.train.restore import load_run
+
+    model, tokenizer, config, _ = load_run(wd)
+    val, _ = evaluate_split(model, tokenizer, rows_of(config.data, "validation"), config, n_resamples=0,
+                            progress=False)
+    assert val["metrics"]["mse"]["value"] == pytest.approx(summary["best"], rel=1e-4)  # the trainer's val_mse
 
 
 def test_merged_export_is_a_transformers_regression_model(run, tmp_path):
