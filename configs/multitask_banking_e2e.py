@@ -10,7 +10,11 @@ each with its own 10% validation holdout. The mixture is fixed so that each task
 single-task run: 180 Banking77 steps of 16 packed rows and 150 E2E steps of 16 rows (= 300 of 8) in 330 steps.
 Early stopping and the best checkpoint follow the mean of the two validation losses (`val_loss`); each task's
 metrics are logged under its name (banking77/val_accuracy, e2e_nlg/val_loss, ...). Variant `tiny`: the
-tests' shape. Results: experiments/multitask/README.md.
+tests' shape.
+
+Result (seed 0, 2-core CPU, 61 min): Banking77 validation accuracy 85.3 (single-task 85.6 +- 0.5 over 3 seeds),
+E2E BLEU 72.6 / ROUGE-L 75.3 / slot errors 17.0% (single-task seed 0: 73.8 / 77.0 / 17.3%), with one adapter
+and half the trainable parameters of the two single-task runs. Details: experiments/multitask/README.md.
 """
 
 import ml_collections
