@@ -1,11 +1,13 @@
 """Task heads beside the language-model head: a classification head over a label set, and a regression head.
 
 The head reads the final hidden state of each example's last real token (the pooling transformers'
-`*ForSequenceClassification` models use), or with `head.pooling=mean` the mean over the example's tokens. That is where the trainer's loss already gathers its target
-positions: a classification example is encoded as its text plus the label's index as the one target
-(`ftjax.data.encode.encode_label`), so the chunked, token-normalised loss trains a head exactly as it trains the
-LM head, with accumulation, packing and sharding unchanged. Head weights are `HeadParam`s: trained with the
-adapter, saved in its checkpoints, exported as transformers' `score` layer.
+`*ForSequenceClassification` models use), or with `head.pooling=mean` the mean over the example's tokens (read at
+that same token, see `pooled`). That is where the trainer's loss already gathers its target positions: a
+classification example is encoded as its text plus the label's index as the one target
+(`ftjax.data.encode.encode_label`; a regression example's value rides in the batch's `values`), so the chunked,
+token-normalised loss trains a head exactly as it trains the LM head, with accumulation, packing and sharding
+unchanged. Head weights are `HeadParam`s: trained with the adapter, saved in its checkpoints, exported as
+transformers' `score` layer.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def pooled(h: jax.Array, positions: jax.Array) -> jax.Array:
 
 def pool(head: nnx.Module, h: jax.Array, positions: jax.Array) -> jax.Array:
     """The hidden states `head` reads: `pooled` ones for a mean-pooling head, else `h`."""
-    return pooled(h, positions) if getattr(head, "pooling", "last") == "mean" else h
+    return pooled(h, positions) if head.pooling == "mean" else h
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -117,6 +119,22 @@ def add_head(model: nnx.Module, labels: Sequence[str] | None, seed: int = 0, nam
         model.heads = nnx.Dict()
     model.heads[name] = head
     return head
+
+
+def export_head(model: nnx.Module) -> tuple[str, ClassificationHead] | None:
+    """(name, head) of the one task head a transformers or PEFT export holds, None without one; a ValueError for
+    several heads, or a pooling transformers' classifiers do not have."""
+    found = dict(model.heads.items()) if model.heads is not None else {}
+    if len(found) > 1:
+        raise ValueError(f"the model has {len(found)} task heads ({', '.join(found)}); an export holds one: "
+                         "export one task (ftjax export --task=NAME)")
+    if not found:
+        return None
+    (name, head), = found.items()
+    if head.pooling != "last":
+        raise ValueError(f"a {head.pooling}-pooling head has no transformers equivalent (its classifiers read the "
+                         "last token); export the ftjax adapter instead (--format=adapter)")
+    return name, head
 
 
 def classify(model: nnx.Module, prompts: Sequence[Sequence[int]], batch_size: int = 32, pad_id: int = 0,

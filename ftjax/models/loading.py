@@ -16,7 +16,7 @@ from ftjax.models import convert
 from ftjax.models.config import ModelConfig, from_hf
 from ftjax.models.decoder import CausalLM
 from ftjax.models.gpt2 import GPT2LM
-from ftjax.models.heads import RegressionHead
+from ftjax.models.heads import RegressionHead, export_head
 
 _HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.jinja"]
 
@@ -126,15 +126,9 @@ def save_pretrained(model: CausalLM, out_dir: str | os.PathLike, dtype: Any | No
     out = Path(out_dir)
     tensors = convert.to_hf_state_dict(model, dtype)
     hf_config = model.hf_config
-    heads = dict(model.heads.items()) if model.heads is not None else {}
-    if len(heads) > 1:
-        raise ValueError(f"the model has {len(heads)} task heads ({', '.join(heads)}); a transformers folder holds "
-                         "one: export one task (ftjax export --task=NAME)")
-    if heads:  # a transformers *ForSequenceClassification model: the head is its `score`
-        (name, head), = heads.items()
-        if head.pooling != "last":
-            raise ValueError(f"a {head.pooling}-pooling head has no transformers equivalent (its classifiers read the "
-                             "last token); export the ftjax adapter instead (--format=adapter)")
+    exported = export_head(model)
+    if exported:  # a transformers *ForSequenceClassification model: the head is its `score`
+        name, head = exported
         labels = head.labels
         tensors.pop(f"heads.{name}.weight")
         tensors.pop(f"{model.layout.head}.weight", None)

@@ -23,6 +23,7 @@ from flax import nnx
 
 from ftjax.io import atomic_dir
 from ftjax.models.convert import nnx_to_hf_key, transposed
+from ftjax.models.heads import export_head
 from ftjax.peft.apply import linear_layers
 from ftjax.peft.state import AdapterSpec, adapter_arrays, to_numpy
 
@@ -88,21 +89,15 @@ def export_peft(model: nnx.Module, out_dir: str | os.PathLike, name: str | None 
                 arr = to_numpy(var[...])
                 tensors[PREFIX + nnx_to_hf_key(path)] = arr.T if transposed(layout, path) else arr
         config["modules_to_save"] = modules
-    heads = dict(model.heads.items()) if model.heads is not None else {}
-    if len(heads) > 1:
-        raise ValueError(f"the model has {len(heads)} task heads ({', '.join(heads)}); a PEFT adapter holds one: "
-                         "export one task (ftjax export --task=NAME)")
-    if heads:  # a sequence classifier: PEFT's SEQ_CLS task saves the head as the module `score`
-        (_, head), = heads.items()
-        if head.pooling != "last":
-            raise ValueError(f"a {head.pooling}-pooling head has no transformers equivalent (its classifiers read the "
-                             "last token); export the ftjax adapter instead (--format=adapter)")
+    exported = export_head(model)
+    if exported:  # a sequence classifier: PEFT's SEQ_CLS task saves the head as the module `score`
+        _, head = exported
         tensors[f"{PREFIX}score.weight"] = np.asarray(head.kernel[...], np.float32).T
         config["task_type"] = "SEQ_CLS"
         config["modules_to_save"] = sorted({*(config.get("modules_to_save") or []), "score"})
     out = Path(out_dir)
     with atomic_dir(out, overwrite) as tmp:
-        if heads:  # the label names, for AutoModelForSequenceClassification(num_labels=..., id2label=...)
+        if exported:  # the label names, for AutoModelForSequenceClassification(num_labels=..., id2label=...)
             (tmp / "labels.json").write_text(json.dumps(list(head.labels)))
         tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
         save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
