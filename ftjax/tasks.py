@@ -94,6 +94,17 @@ def task_names(config: ml_collections.ConfigDict) -> list[str]:
     return list(config.get("tasks") or {}) or [""]
 
 
+def pick_task(config: ml_collections.ConfigDict, name: str | None, workdir: str) -> str:
+    """The task a command (eval, export) works on, "" in a single-task run: a multi-task run needs `name`
+    (--task), a single-task run refuses one."""
+    names = task_names(config)
+    if name is None and names != [""]:
+        raise ValueError(f"{workdir} is a multi-task run; name the task: --task={'|'.join(names)}")
+    if name is not None and names == [""]:
+        raise ValueError(f"{workdir} is a single-task run; drop --task")
+    return name or ""
+
+
 def prefix(name: str) -> str:
     """Metric-name prefix of a task: "banking77/" (so "banking77/val_accuracy"); none for a single task."""
     return f"{name}/" if name else ""

@@ -40,17 +40,12 @@ config_flags.DEFINE_config_dict("config", ml_collections.ConfigDict(
 def _config() -> ml_collections.ConfigDict:
     """The run's config (or the defaults for --model) with the --config.* overrides applied."""
     from ftjax.config import set_dotted
-    from ftjax.tasks import task_config, task_names
+    from ftjax.tasks import pick_task, task_config
     from ftjax.workdir import read_config
 
     if FLAGS.workdir:
         config = read_config(FLAGS.workdir)
-        names = task_names(config)
-        if FLAGS.task is None and names != [""]:
-            raise ValueError(f"{FLAGS.workdir} is a multi-task run; name the task: --task={'|'.join(names)}")
-        if FLAGS.task is not None and names == [""]:
-            raise ValueError(f"{FLAGS.workdir} is a single-task run; drop --task")
-        config = task_config(config, FLAGS.task or "")
+        config = task_config(config, pick_task(config, FLAGS.task, FLAGS.workdir))
         config.eval = eval_config.eval_settings(config)
     else:
         config = ml_collections.ConfigDict(FLAGS.config.to_dict() | {"model": {"path": FLAGS.model,

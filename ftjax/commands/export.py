@@ -8,9 +8,10 @@ adapter folder (adapter.json + safetensors). A classification-head run exports a
 merged folder is a transformers `*ForSequenceClassification` model, the PEFT adapter has task SEQ_CLS with the
 head as `modules_to_save` ("score"). A multi-task run exports one task at a time (`--task`). `--workdir` takes
 the base model and adapter of a training run from one of its checkpoints; `--adapter` is an ftjax adapter
-folder (or a PEFT one, e.g. to merge it). The output appears only when complete (temp dir, rename). An existing --out is refused unless --overwrite; an --out
-that is, holds or lies inside the run, the adapter or the base model is always refused. `merged` includes the
-base model's tokenizer, so `ftjax generate --model=OUT` and transformers can use the folder as it is.
+folder (or a PEFT one, e.g. to merge it). The output appears only when complete (temp dir, rename). An existing
+--out is refused unless --overwrite; an --out that is, holds or lies inside the run, the adapter or the base
+model is always refused. `merged` includes the base model's tokenizer, so `ftjax generate --model=OUT` and
+transformers can use the folder as it is.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def main(argv: list[str]) -> None:
     from ftjax.peft.hf_export import export_peft
     from ftjax.peft.merge import merged_model
     from ftjax.peft.state import active_adapter
-    from ftjax.tasks import task_names
+    from ftjax.tasks import pick_task
     from ftjax.train.restore import load_run
+    from ftjax.workdir import read_config
 
     if bool(FLAGS.workdir) == bool(FLAGS.model or FLAGS.adapter):
         raise ValueError("give --workdir, or --model and --adapter")
@@ -57,14 +59,11 @@ def main(argv: list[str]) -> None:
     check_outside(FLAGS.out, *[p for p in (FLAGS.workdir, FLAGS.adapter, FLAGS.model) if p and Path(p).exists()])
     check_new_dir(FLAGS.out, FLAGS.overwrite)
     if FLAGS.workdir:
+        task = pick_task(read_config(FLAGS.workdir), FLAGS.task, FLAGS.workdir)  # before loading the model
         model, _, config, step = load_run(FLAGS.workdir, FLAGS.checkpoint)
         base, name = config.model.path, active_adapter(model)
-        tasks = task_names(config)
-        if tasks != [""] and FLAGS.task is None:
-            raise ValueError(f"{FLAGS.workdir} is a multi-task run; an export holds one task: "
-                             f"--task={'|'.join(tasks)}")
-        if FLAGS.task is not None:
-            keep_task_head(model, config, FLAGS.task)
+        if task:
+            keep_task_head(model, config, task)
         print(f"checkpoint step {step} of {FLAGS.workdir}")
     else:
         if not (FLAGS.model and FLAGS.adapter):
