@@ -25,7 +25,8 @@ MODEL = "models/gemma-3-270m-q4_k_m.gguf"
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if not arg:
-        raise ValueError(f"name the task(s): configs/task.py:NAME[+NAME...]; registered: {', '.join(tasks.registered())}")
+        raise ValueError("name the task(s): configs/task.py:NAME[+NAME...]; registered: "
+                         + ", ".join(tasks.registered()))
     names = arg.split("+")
     c = ml_collections.ConfigDict()
     c.model = model.default_config()

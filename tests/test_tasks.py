@@ -80,6 +80,11 @@ def default_head():
     return heads.default_config()
 
 
+def arrays(state) -> dict[str, np.ndarray]:
+    """{dotted path: array} of an nnx state."""
+    return {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(state)}
+
+
 def metrics_of(workdir) -> list[dict]:
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
@@ -196,14 +201,13 @@ def test_transfer_loads_exactly_the_saved_weights_and_freezes_by_pattern(mixed, 
 
     source_wd, _, _ = mixed
     source, _, _, _ = load_run(source_wd, "last")
-    saved = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(nnx.state(source, nnx.Param))
-             if "lora_" in ".".join(map(str, p)) or ".".join(map(str, p)).startswith("heads.")}
+    saved = arrays(nnx.state(source, nnx.Param))
     # continue on the classification task alone, under a new name: the adapter transfers, the head is new
     config = mixture_config(tiny_model_dir, data, **{"model.init_from": f"{source_wd}:last"})
     config.unlock()
     config.tasks = ml_collections.ConfigDict({"intent2": config.tasks.intent})
     run = setup(config, total_steps=4)
-    got = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(run.state.trainable)}
+    got = arrays(run.state.trainable)
     lora = [k for k in saved if "lora_" in k]
     assert lora and all(np.array_equal(got[k], saved[k]) for k in lora)
     assert run.transfer["fresh"] == ["heads.intent2.kernel"]

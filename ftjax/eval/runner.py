@@ -96,7 +96,8 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     prompts = encode_items(tokenizer, items, shots)
     if head in ("classification", "regression"):  # the head predicts; nothing is generated or teacher-forced
         if task != head:
-            raise ValueError(f"a {head}-head run evaluates {head} rows (text, {'label' if head == 'classification' else 'value'}); got {task}")
+            field = "label" if head == "classification" else "value"
+            raise ValueError(f"a {head}-head run evaluates {head} rows (text, {field}); got {task}")
         names = [n for n in names if n != "perplexity"]
         texts, new_tokens = classify_texts(model, tokenizer, prompts, config.data.max_length, settings.batch_size,
                                            head_name(config))

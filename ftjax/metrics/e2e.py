@@ -29,7 +29,7 @@ import numpy as np
 from ftjax.metrics.bootstrap import Statistic, mean_statistic
 
 E2E_METRICS = ("e2e_bleu", "nist", "meteor", "e2e_rouge_l", "cider")
-COCO = {"meteor": "METEOR", "e2e_rouge_l": "ROUGE_L", "cider": "CIDEr"}
+COCO = ("meteor", "e2e_rouge_l", "cider")  # the three pycocoevalcap computes
 NIST_N = 5
 NIST_BETA = -math.log(0.5) / math.log(1.5) ** 2  # the length penalty is 0.5 at 2/3 of the reference length
 

@@ -2,7 +2,7 @@
 correlation. Each keeps the per-example pairs, so bootstrap intervals and paired tests resample examples.
 
 A prediction that does not read as a number (a generated one) counts as missing: the errors and correlations
-are over the rows that have one, and `parsed` says how many of the rows that is (percent)."""
+are over the rows that have one."""
 
 from __future__ import annotations
 

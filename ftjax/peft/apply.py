@@ -146,8 +146,9 @@ def _replace(model: nnx.Module, path: str, new: nnx.Module) -> None:
 
 def trainable_filter(cfg: Any) -> Callable[[tuple[Any, ...], Any], bool]:
     """An nnx filter for the trainable state: adapter `cfg.name`'s weights (`full`: every Param) and any task
-    head, plus Params whose path matches `cfg.unfreeze`, minus those (heads too) matching `cfg.freeze`. Use it for both the
-    optimizer (`nnx.Optimizer(model, tx, wrt=f)`) and the gradient split (`nnx.split(model, f, ...)`)."""
+    head, plus Params whose path matches `cfg.unfreeze`, minus those (heads too) matching `cfg.freeze`. Use it
+    for both the optimizer (`nnx.Optimizer(model, tx, wrt=f)`) and the gradient split (`nnx.split(model, f,
+    ...)`)."""
     cfg = cfg if isinstance(cfg, ml_collections.ConfigDict) else peft_config(cfg)
     freeze = re.compile(cfg.freeze) if cfg.freeze else None
     unfreeze = re.compile(cfg.unfreeze) if cfg.unfreeze else None

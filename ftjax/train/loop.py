@@ -107,7 +107,7 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
             bar.update(1)
             evaluated = None
             if validation and (step % tc.eval_every == 0 or step == total_steps):
-                evaluated = validate(run, state, data, config, task_metrics)
+                evaluated = validate(run, state, data, tasks, config.train.early_stopping.metric, task_metrics)
                 m |= evaluated
                 stopper.update(step, evaluated)
                 bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in evaluated.items()))
@@ -223,20 +223,20 @@ def save(ckpts: Checkpoints, step: int, state: TrainState, batches: MixtureBatch
     ckpts.save(step, state.trainable, state.opt_state, meta, metrics)
 
 
-def validate(run: TrainSetup, state: TrainState, data: dict[str, RunData], config: ml_collections.ConfigDict,
-             task_metrics: TaskMetrics | None) -> dict[str, float]:
+def validate(run: TrainSetup, state: TrainState, data: dict[str, RunData], tasks: dict[str, ml_collections.ConfigDict],
+             metric: str, task_metrics: TaskMetrics | None) -> dict[str, float]:
     """Per task: validation loss, perplexity and next-token accuracy over the target tokens of every example, plus
     the generated task metrics of its eval.metrics, each under the task's prefix ("banking77/val_loss"). A
-    multi-task run adds `val_loss`, the mean of the tasks' losses, and the weighted sum early stopping names."""
+    multi-task run adds `val_loss`, the mean of the tasks' losses, and the weighted sum early stopping names
+    (`metric`). `tasks`: each task's view of the run config (ftjax.tasks.task_configs)."""
     out = {}
-    for name, task in task_configs(config).items():
+    for name, task in tasks.items():
         if data[name].validation:
             found = validate_task(run.eval_steps[name], run, state, data[name], task, task_metrics)
             out |= {f"{prefix(name)}{k}": v for k, v in found.items()}
     if list(data) != [""]:
         losses = [v for k, v in out.items() if k.endswith("/val_loss")]
         out["val_loss"] = sum(losses) / len(losses)
-    metric = config.train.early_stopping.metric
     if is_weighted(metric):
         out[metric] = weighted_sum(metric, out)
     return out
