@@ -17,7 +17,7 @@ macro-F1 85.5 +- 0.5, vs 82.3 for TF-IDF + linear SVM on the same rows; details 
 
 import ml_collections
 
-from ftjax import sharding, tasks
+from ftjax import objective, sharding, tasks
 from ftjax.eval import config as evaluation
 from ftjax.models import config as model
 from ftjax.peft import config as peft
@@ -45,6 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint = train.checkpoint_config()
     c.checkpoint.update(every=80)
     c.mesh = sharding.default_config()
+    c.objective = objective.default_config()  # the published test figure to beat (USE+ConveRT, DESIGN.md)
+    c.objective.update(metric="accuracy", target=93.4)
     c.eval = evaluation.default_config()
     c.eval.update(batch_size=64)
     if arg == "tiny":

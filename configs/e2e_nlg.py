@@ -17,7 +17,7 @@ Result (validation holdout of 54 MRs, seed 0, 2-core CPU, 40 min): BLEU 73.8, NI
 
 import ml_collections
 
-from ftjax import sharding, tasks
+from ftjax import objective, sharding, tasks
 from ftjax.eval import config as evaluation
 from ftjax.models import config as model
 from ftjax.peft import config as peft
@@ -41,6 +41,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint = train.checkpoint_config()
     c.checkpoint.update(every=100)
     c.mesh = sharding.default_config()
+    c.objective = objective.default_config()  # TGen, the challenge baseline, on the official BLEU (DESIGN.md)
+    c.objective.update(metric="e2e_bleu", target=65.9)
     c.eval = evaluation.default_config()
     c.eval.update(batch_size=16, **task.eval)
     if arg == "tiny":

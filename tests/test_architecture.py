@@ -17,7 +17,7 @@ PACKAGE = ROOT / "ftjax"
 # Lowest first; a part imports only parts of lower layers (never its neighbours in the same layer).
 LAYERS = [
     {"io", "loss", "config"},  # shared leaves
-    {"sharding", "workdir"},  # shared: the mesh and rules, the run folder layout
+    {"sharding", "workdir", "objective"},  # shared: the mesh and rules, the run folder layout, the objective block
     {"distributed"},  # shared: multi-process runs (uses the mesh)
     {"models", "metrics"},  # model ports, tokenizers and generation; metric functions
     {"data", "peft"},  # data sources and encoders (they tokenize); PEFT methods (on the models' hooks)

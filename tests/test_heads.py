@@ -58,13 +58,17 @@ def test_head_learns_and_early_stopping_reads_its_accuracy(run):
     assert [r["step"] for r in evals] == [20, 40, 60]
     first, last = np.mean([r["loss"] for r in rows[:10]]), np.mean([r["loss"] for r in rows[-10:]])
     assert last < 0.6 * first
-    assert summary["metric"] == "val_accuracy" and summary["best"] >= 0.8  # chance is 1/3
+    assert summary["metric"] == "val_accuracy" and summary["best"] >= 80  # percent, as eval reports; chance is 1/3
 
 
 def test_eval_scores_a_labelled_csv_with_the_head(run, tmp_path):
     wd, summary, paths = run
-    run_ftjax("eval", f"--workdir={wd}", f"--config.data.test={paths['test']}", f"--out={tmp_path}")
+    out = run_ftjax("eval", f"--workdir={wd}", f"--config.data.test={paths['test']}", f"--out={tmp_path}",
+                    "--config.objective.metric=accuracy", "--config.objective.target=20").stdout
     report = json.loads((tmp_path / "test.json").read_text())
+    goal = report["objective"]  # chance is 33%: met, and with the whole interval past 20
+    assert goal["value"] == report["metrics"]["accuracy"]["value"] and goal["met"] and goal["confident"]
+    assert "objective accuracy >= 20 on test: " in out
     assert report["task"] == "classification" and report["settings"]["decoding"] == "classification head"
     assert set(report["metrics"]) == {"accuracy", "macro_f1"} and report["metrics"]["accuracy"]["value"] >= 70
     assert report["classification"]["labels"] == LABELS
@@ -149,6 +153,9 @@ def test_banking77_tiny_config_trains_packed_with_the_head(run, tiny_model_dir, 
     summary = loop.main(config, tmp_path)
     assert config.data.pack and config.data.validation == "holdout:0.1"
     assert summary["steps"] == 8 and summary["metric"] == "val_accuracy"
+    goal = summary["objective"]  # the config's: the published 93.4, judged at the best checkpoint
+    assert (goal["metric"], goal["target"], goal["value"]) == ("accuracy", 93.4, summary["best"])
+    assert goal["met"] == (summary["best"] >= 93.4) and summary["peak_memory_gb"] > 0
     assert summary["validation_examples"] == 10 and summary["train_examples"] == 86  # 96 rows, 10% held out
 
 

@@ -1,21 +1,25 @@
 """ftjax eval --workdir=DIR [--task=NAME] [--split=test] [--checkpoint=best|last|STEP] [--baseline [--few_shot=K]]
-           [--config.data.test=PATH] [--config.eval.KEY=VALUE]   |   --model=PATH [--adapter=DIR] --out=DIR ...
+           [--config.data.test=PATH] [--config.eval.KEY=VALUE] [--config.objective.KEY=VALUE]
+           |   --model=PATH [--adapter=DIR] --out=DIR ...
 
 Generates (greedy, batched KV cache) for every prompt of the split, scores the references (perplexity), and
 writes <out>/<split>.json (metrics with 95% bootstrap intervals, config, checkpoint, timing) and
 <out>/<split>_predictions.jsonl; <out> defaults to DIR/eval. --baseline evaluates the base model without the
 adapter on the same prompts too (--few_shot=K prepends K training examples to its prompts), writes
-<split>_baseline.json, and adds the gain with a paired significance test to <split>.json.
+<split>_baseline.json, and adds the gain with a paired significance test to <split>.json. The run's objective
+(ftjax.objective) is judged on the split: met or not, and whether the whole 95% interval is past the target.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from ftjax import objective
 from ftjax.data import config as data_config
 from ftjax.eval import config as eval_config
 
@@ -33,8 +37,8 @@ flags.DEFINE_string("out", None, "results folder (default: WORKDIR/eval)")
 # The same data and eval blocks the experiment configs use: --config.data.* and --config.eval.* override the
 # workdir's config (or, for --model runs, these defaults); any other key is an unknown flag.
 config_flags.DEFINE_config_dict("config", ml_collections.ConfigDict(
-    {"data": data_config.default_config(), "eval": eval_config.default_config()}), "data.* and eval.* overrides",
-    lock_config=True)
+    {"data": data_config.default_config(), "eval": eval_config.default_config(),
+     "objective": objective.default_config()}), "data.*, eval.* and objective.* overrides", lock_config=True)
 
 
 def _config() -> ml_collections.ConfigDict:
@@ -45,8 +49,12 @@ def _config() -> ml_collections.ConfigDict:
 
     if FLAGS.workdir:
         config = read_config(FLAGS.workdir)
-        config = task_config(config, pick_task(config, FLAGS.task, FLAGS.workdir))
+        task = pick_task(config, FLAGS.task, FLAGS.workdir)
+        config = task_config(config, task)
         config.eval = eval_config.eval_settings(config)
+        config.objective = objective.objective_block(config)
+        mine = config.objective.metric.rpartition("/")  # a multi-task objective names its task: keep this task's
+        config.objective.metric = mine[2] if mine[0] in ("", task) else ""
     else:
         config = ml_collections.ConfigDict(FLAGS.config.to_dict() | {"model": {"path": FLAGS.model,
                                                                                "dtype": FLAGS.dtype}})
@@ -94,6 +102,7 @@ def main(argv: list[str]) -> None:
     # config and rows first: bad input stops the run before a model is loaded or anything is written
     config = _config()
     eval_config.check(config.eval)
+    objective.check(config.objective)
     if FLAGS.baseline and head_type(config) != "lm":
         raise ValueError("--baseline compares generated answers; the base model of a classification-head run has "
                          "no head to compare (score a simple baseline on the same split instead)")
@@ -135,6 +144,13 @@ def main(argv: list[str]) -> None:
     if FLAGS.baseline:
         report = add_baseline(report, predictions, model, tokenizer, rows, config, out, FLAGS.split, meta, shots)
     report["timing"]["total_s"] = time.perf_counter() - t0
+    goal = config.objective
+    if goal.metric in report["metrics"] or goal.metric and not math.isnan(goal.target):
+        found = report["metrics"].get(goal.metric, {})
+        report["objective"] = objective.judge(config.objective, found.get("value"), found.get("low"),
+                                              found.get("high"), split=FLAGS.split)
     paths = write_results(out, FLAGS.split, report, predictions)
     _print(report)
+    if "objective" in report:
+        print(objective.describe(report["objective"]))
     print(f"wrote {', '.join(str(p) for p in paths)}")

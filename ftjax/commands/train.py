@@ -24,6 +24,7 @@ def main(argv: list[str]) -> None:
     start_config_command(argv, FLAGS.config)
     import jax
 
+    from ftjax.objective import describe
     from ftjax.tasks import task_configs
     from ftjax.train.loop import main as train
 
@@ -34,3 +35,5 @@ def main(argv: list[str]) -> None:
     if jax.process_index() == 0:
         print(f"done: {summary['steps']} steps; best {summary['metric']}={summary['best']:.4f} at step "
               f"{summary['best_step']}; workdir {FLAGS.workdir}")
+        if "objective" in summary:
+            print(describe(summary["objective"]))

@@ -20,7 +20,6 @@ devices, or on CPU a measured matmul rate of this host (in the model's dtype) ti
 from __future__ import annotations
 
 import math
-import resource
 import statistics
 import time
 from typing import Any
@@ -35,6 +34,7 @@ from ftjax import sharding
 from ftjax.models.config import ModelConfig
 from ftjax.train.batches import load_data, step_batch, train_batches
 from ftjax.train.config import check
+from ftjax.train.memory import peak_memory
 from ftjax.train.setup import TrainSetup, setup
 
 # Dense bf16 FLOP/s of one JAX device (a TPU v4/v5p chip is one megacore device), matched in order against
@@ -89,15 +89,6 @@ def step_flops(cfg: ModelConfig, frozen: int, trainable: int, head_trains: bool,
     """Model FLOPs of one step (the formula in the module docstring)."""
     per_token = 4 * frozen + 6 * trainable + 12 * cfg.num_layers * cfg.num_heads * cfg.head_dim * seq_len
     return tokens * per_token + targets * (4 + 2 * head_trains) * cfg.hidden_size * cfg.vocab_size
-
-
-def peak_memory() -> tuple[int, str]:
-    """Peak bytes in use, the largest over this process's devices, or the process's peak RSS on CPU."""
-    stats = [d.memory_stats() or {} for d in jax.local_devices()]
-    peaks = [s["peak_bytes_in_use"] for s in stats if "peak_bytes_in_use" in s]
-    if peaks:
-        return max(peaks), "device peak_bytes_in_use (largest device)"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process peak RSS"
 
 
 def measure(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 3) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from ftjax import objective
 from ftjax.config import at_least, one_of
 from ftjax.train.early_stopping import is_weighted, weighted_terms
 
@@ -93,3 +94,16 @@ def check(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"train.early_stopping.metric={what} is not computed; choose from {', '.join(known)} "
                              "(generated metrics come from eval.metrics), or a weighted sum of them")
     at_least(config.checkpoint, "checkpoint", 1, "every", "keep")
+    check_objective(config, known)
+
+
+def check_objective(config: ml_collections.ConfigDict, known: list[str]) -> None:
+    """The objective block, and its metric a name training or eval computes (training reports what it logs)."""
+    from ftjax.metrics.suite import METRICS
+
+    block = objective.objective_block(config)
+    objective.check(block)
+    logged = [*known, config.train.early_stopping.metric]  # a weighted sum is logged too
+    if objective.validation_name(block.metric) not in logged and block.metric.rpartition("/")[2] not in METRICS:
+        raise ValueError(f"objective.metric={block.metric!r} is neither logged in training ("
+                         f"{', '.join(objective.validation_to_eval(k) for k in known)}) nor an eval metric")

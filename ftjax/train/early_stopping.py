@@ -10,11 +10,9 @@ from __future__ import annotations
 import math
 import re
 
+from ftjax.objective import is_weighted
+
 TERM = re.compile(r"\s*(?:(-?[0-9.]+(?:e-?[0-9]+)?)\s*\*\s*)?([A-Za-z0-9_/.-]+)\s*")
-
-
-def is_weighted(metric: str) -> bool:
-    return "*" in metric or "+" in metric
 
 
 def weighted_terms(metric: str) -> list[tuple[float, str]]:

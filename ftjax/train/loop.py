@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ftjax import distributed, sharding
 from ftjax.io import write_json
+from ftjax.objective import judge, objective_block, validation_name
 from ftjax.models.tokenizer import load_tokenizer
 from ftjax.tasks import mixture_rates, prefix, task_configs
 from ftjax.train.batches import MixtureBatches, RunData, eval_batches, load_data, step_batch, train_batches
@@ -34,10 +35,11 @@ from ftjax.train.checkpoints import Checkpoints, abstract
 from ftjax.train.config import check
 from ftjax.train.early_stopping import EarlyStopping, is_weighted, weighted_sum
 from ftjax.train.guard import open_run
+from ftjax.train.memory import peak_memory
 from ftjax.train.metric_log import MetricWriter
 from ftjax.train.setup import TrainSetup, setup
 from ftjax.train.state import TrainState, rng_counts, set_rng_counts
-from ftjax.workdir import Workdir
+from ftjax.workdir import Workdir, read_metrics
 
 log = logging.getLogger("ftjax.train")
 class TaskMetrics(Protocol):
@@ -133,9 +135,27 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
                                    "validation_examples": len(d.validation)} for name, d in data.items()}
     if run.transfer is not None:
         summary["init_from"] = run.transfer
+    memory, summary["memory"] = peak_memory()
+    summary["peak_memory_gb"] = memory / 2 ** 30
+    if validation:
+        summary["objective"] = judge_run(config, wd, stopper, summary)
     if is_main:
         write_json(wd.summary, summary)
     return summary
+
+
+def judge_run(config: ml_collections.ConfigDict, wd: Workdir, stopper: EarlyStopping, summary: dict) -> dict:
+    """The objective (ftjax.objective) judged at the best checkpoint: its validation figure then, the minutes and
+    peak memory the run took."""
+    block = objective_block(config)
+    name = validation_name(block.metric)
+    if name == config.train.early_stopping.metric:
+        value = stopper.best
+    else:
+        at_best = [r for r in read_metrics(wd.root) if r["step"] == stopper.best_step and name in r]
+        value = at_best[-1][name] if at_best else None
+    return judge(block, value, split="validation", minutes=summary["seconds"] / 60,
+                 memory_gb=summary["peak_memory_gb"])
 
 
 class StopRequest:
@@ -254,8 +274,8 @@ def validate_task(eval_step: Any, run: TrainSetup, state: TrainState, data: RunD
     else:
         out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)),
                "val_token_accuracy": hits / max(n, 1.0)}
-    if config.head.type == "classification":  # one target per example: token accuracy is label accuracy
-        out["val_accuracy"] = out["val_token_accuracy"]
+    if config.head.type == "classification":  # one target per example: label accuracy, in percent as eval has it
+        out["val_accuracy"] = 100 * out["val_token_accuracy"]
     if config.eval.metrics:
         out |= task_metrics(run.eval_model(state), data.tokenizer, data.validation_rows, config)
     return out
