@@ -22,6 +22,7 @@ COMMANDS = {
     "export": "export adapters as Hugging Face PEFT or a merged transformers model",
     "data": "data tools: curate, split, stats",
     "params": "trainable vs total parameters and adapter size per fine-tuning method",
+    "sweep": "hyperparameter sweeps and ablations on Optuna (grid, random, TPE; pruning; resumable, multi-worker)",
     "demo": "the main job on the embedded default (what `make demo` runs)",
 }
 # What bad input raises in ftjax (and in the libraries reading a user's files): one line, exit 2. Anything else

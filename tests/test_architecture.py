@@ -17,13 +17,13 @@ PACKAGE = ROOT / "ftjax"
 # Lowest first; a part imports only parts of lower layers (never its neighbours in the same layer).
 LAYERS = [
     {"io", "loss", "config"},  # shared leaves
-    {"sharding", "workdir", "objective"},  # shared: the mesh and rules, the run folder layout, the objective block
+    {"sharding", "workdir", "objective", "memory"},  # shared: mesh and rules, run folder layout, objective, peak memory
     {"distributed"},  # shared: multi-process runs (uses the mesh)
     {"models", "metrics"},  # model ports, tokenizers and generation; metric functions
     {"data", "peft"},  # data sources and encoders (they tokenize); PEFT methods (on the models' hooks)
     {"tasks"},  # named tasks (data, head and metrics blocks) and mixture rates
     {"train", "eval"},  # the trainer; evaluation. Neither imports the other.
-    {"review"},  # human review sheets (built from eval results)
+    {"review", "sweep"},  # human review sheets (built from eval results); sweeps over train runs
     {"commands"},  # one thin module per subcommand: the only place train and eval meet
     {"cli"},
     {"__main__"},

@@ -4,6 +4,8 @@
                               validation may be `holdout:F`: a fraction F of the training rows, stratified by
                               label, near-identical inputs kept together, the same for every seed
     per_label                 keep at most this many training rows per label (0 = all): few-shot regimes
+    label_noise               replace this fraction of the training labels by another label, drawn at random
+                              (the same rows and labels for every seed): the data-quality ablation
     format                    auto | prompt_completion | chat | classification | data_to_text | regression
     columns                   field mapping ours=theirs,... (e.g. prompt=mr,completion=ref)
     labels                    comma-separated label set of classification rows ('' = from the rows)
@@ -23,14 +25,16 @@ HOLDOUT = "holdout:"
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(train="", validation="", test="", format="auto", columns="", labels="",
-                                          max_length=256, pack=False, per_label=0))
+                                          max_length=256, pack=False, per_label=0, label_noise=0.0))
 
 
 def check(data: ml_collections.ConfigDict, need_train: bool = True) -> None:
     """One-line errors for a bad `data` block, before any file is read."""
     one_of(data, "data", "format", ("auto", *FORMATS))
     at_least(data, "data", 2, "max_length")
-    at_least(data, "data", 0, "per_label")
+    at_least(data, "data", 0, "per_label", "label_noise")
+    if data.label_noise >= 1:
+        raise ValueError(f"data.label_noise={data.label_noise}: a fraction of the training labels, below 1")
     if data.validation.startswith(HOLDOUT):
         fraction = data.validation[len(HOLDOUT):]
         if not (fraction.replace(".", "", 1).isdigit() and 0 < float(fraction) < 1):
@@ -66,7 +70,27 @@ def rows_of(data: ml_collections.ConfigDict, split: str) -> list[dict]:
             if seen[label] <= data.per_label:
                 kept.append(r)
         rows = kept
+    if data.get("label_noise", 0.0):
+        rows = with_label_noise(rows, data.label_noise, label_set(data))
     return rows
+
+
+def with_label_noise(rows: list[dict], fraction: float, labels: list[str] | None) -> list[dict]:
+    """Copies of `rows` with round(fraction * n) labels, at rows drawn with seed 0, replaced by a different
+    label drawn uniformly from the label set (or the labels the rows have)."""
+    import numpy as np
+
+    from ftjax.data.formats import label_counts
+
+    labels = labels or sorted(label_counts(rows))
+    if len(labels) < 2 or any("label" not in r for r in rows):
+        raise ValueError("data.label_noise needs classification rows (text + label) with at least two labels")
+    rng = np.random.default_rng(0)
+    noisy = [dict(r) for r in rows]
+    for i in rng.choice(len(rows), size=round(fraction * len(rows)), replace=False):
+        others = [label for label in labels if label != str(rows[i]["label"])]
+        noisy[i]["label"] = others[rng.integers(len(others))]
+    return noisy
 
 
 def label_set(data: ml_collections.ConfigDict) -> list[str] | None:

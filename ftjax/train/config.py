@@ -52,7 +52,6 @@ def check(config: ml_collections.ConfigDict) -> None:
     settings are checked by the task-metrics hook that uses them, ftjax.eval.runner.validation_metrics.)"""
     from ftjax import sharding, tasks
     from ftjax.data import config as data
-    from ftjax.metrics.suite import parse_metrics
     from ftjax.models import config as model
     from ftjax.models import heads
     from ftjax.peft.config import validate as check_peft
@@ -60,7 +59,6 @@ def check(config: ml_collections.ConfigDict) -> None:
     model.check(config.model)
     tasks.check(config)
     check_peft(config.peft)
-    known = list(LOSS_METRICS) if tasks.task_names(config) == [""] else ["val_loss"]
     for name, task in tasks.task_configs(config).items():
         where = f"tasks.{name}." if name else ""
         try:
@@ -68,13 +66,7 @@ def check(config: ml_collections.ConfigDict) -> None:
             heads.check(task.head, data.label_set(task.data))
         except ValueError as e:
             raise ValueError(f"{where}{e}") from None
-        try:
-            generated = parse_metrics(task.eval.metrics)
-        except ValueError as e:
-            raise ValueError(f"{where}eval.metrics: {e}") from None
-        loss = {"classification": (*LOSS_METRICS, "val_accuracy"), "regression": ("val_loss", "val_mse")}.get(
-            task.head.type, LOSS_METRICS)
-        known += [f"{tasks.prefix(name)}{m}" for m in (*loss, *(f"val_{g}" for g in generated))]
+    known = logged_metrics(config)
     sharding.check_rules(config.mesh.rules)
     tc = config.train
     at_least(tc, "train", 0, "steps", "epochs", "learning_rate", "warmup_steps", "weight_decay", "max_grad_norm",
@@ -95,6 +87,24 @@ def check(config: ml_collections.ConfigDict) -> None:
                              "(generated metrics come from eval.metrics), or a weighted sum of them")
     at_least(config.checkpoint, "checkpoint", 1, "every", "keep")
     check_objective(config, known)
+
+
+def logged_metrics(config: ml_collections.ConfigDict) -> list[str]:
+    """The validation metrics training logs at every evaluation: losses, a head's accuracy or MSE, and the
+    generated eval.metrics (val_NAME), under each task's prefix in a multi-task run."""
+    from ftjax import tasks
+    from ftjax.metrics.suite import parse_metrics
+
+    known = [] if tasks.task_names(config) == [""] else ["val_loss"]  # a mixture adds the mean val_loss
+    for name, task in tasks.task_configs(config).items():
+        try:
+            generated = parse_metrics(task.eval.metrics)
+        except ValueError as e:
+            raise ValueError(f"{f'tasks.{name}.' if name else ''}eval.metrics: {e}") from None
+        loss = {"classification": (*LOSS_METRICS, "val_accuracy"), "regression": ("val_loss", "val_mse")}.get(
+            task.head.type, LOSS_METRICS)
+        known += [f"{tasks.prefix(name)}{m}" for m in (*loss, *(f"val_{g}" for g in generated))]
+    return known
 
 
 def check_objective(config: ml_collections.ConfigDict, known: list[str]) -> None:

@@ -52,7 +52,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder and (holder.get("host") != me["host"] or _alive(holder.get("pid"))):
+                if holder and self.lives(holder):
                     raise FileExistsError(
                         f"{self.path.parent} is in use by ftjax train (host {holder['host']}, pid {holder['pid']}, "
                         f"since {holder.get('since')}); wait for it to finish, or delete {self.path} if that "
@@ -66,6 +66,15 @@ class RunLock:
             return
         raise FileExistsError(f"could not take the lock {self.path}: other processes keep creating it")
 
+    def live_holder(self) -> dict | None:
+        """The holder (host, pid, since) while it may still write: alive on this host, or on another host."""
+        holder = self._holder()
+        return holder if holder and self.lives(holder) else None
+
+    @staticmethod
+    def lives(holder: dict) -> bool:
+        return holder.get("host") != socket.gethostname() or alive(holder.get("pid"))
+
     def _holder(self) -> dict | None:
         try:
             return json.loads(self.path.read_text())
@@ -78,7 +87,8 @@ class RunLock:
             self.held = False
 
 
-def _alive(pid: object) -> bool:
+def alive(pid: object) -> bool:
+    """Whether process `pid` of this host exists."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:

@@ -35,7 +35,7 @@ from ftjax.train.checkpoints import Checkpoints, abstract
 from ftjax.train.config import check
 from ftjax.train.early_stopping import EarlyStopping, is_weighted, weighted_sum
 from ftjax.train.guard import open_run
-from ftjax.train.memory import peak_memory
+from ftjax.memory import peak_memory
 from ftjax.train.metric_log import MetricWriter
 from ftjax.train.setup import TrainSetup, setup
 from ftjax.train.state import TrainState, rng_counts, set_rng_counts

@@ -1,0 +1,218 @@
+"""ftjax sweep on Optuna: grids run every point once, pruning, resuming a killed sweep, workers sharing one
+storage, reproducible random/TPE sweeps, reports, and bad sweep configs. The sweep logic runs against
+tests/fake_train.py (same command line, files and signals as `ftjax train`, a curve set by the settings); one
+test runs real `ftjax train` trials end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("optuna")
+
+from conftest import ROOT, run_ftjax, write_rows  # noqa: E402
+
+from ftjax.sweep import config as sweep_config  # noqa: E402
+from ftjax.sweep import trial as trials  # noqa: E402
+from ftjax.sweep.study import sweep  # noqa: E402
+from ftjax.workdir import read_metrics  # noqa: E402
+
+FAKE = Path(__file__).with_name("fake_train.py")
+
+
+@pytest.fixture(scope="module")
+def overrides(tiny_model_dir, tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("sweep_data")
+    rng = np.random.RandomState(0)
+    rows = [{"prompt": f"w3 w{a} w{a + 1}", "completion": f" w{a % 7 + 1} w5"} for a in rng.randint(10, 100, 40)]
+    return (f"model.path={tiny_model_dir} data.train={write_rows(root / 'train.jsonl', rows[:32])} "
+            f"data.validation={write_rows(root / 'val.jsonl', rows[32:])}")
+
+
+def block(overrides: str, **kw):
+    b = sweep_config.default_config()
+    b.update(base=str(ROOT / "configs" / "sft.py:tiny"), overrides=overrides, **kw)
+    return b
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setattr(trials, "command", fake_command)
+
+
+def fake_command(base, workdir, settings):
+    return [sys.executable, str(FAKE), f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in settings.items())]
+
+
+def worker(overrides: str, space: str, folder: Path) -> str:
+    """A `python -c` sweep worker on the fake trainer that writes the report when it is done."""
+    return textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from pathlib import Path
+        from test_sweep import block, fake_command
+        from ftjax.sweep import trial; trial.command = fake_command
+        from ftjax.sweep.report import write_report
+        from ftjax.sweep.study import sweep
+        b = block({overrides!r}, space={space!r})
+        write_report(*sweep(b, {str(folder)!r})[:1], b, Path({str(folder)!r}), "loss", "minimize")
+    """)
+
+
+def results(folder: Path) -> list[dict]:
+    with (folder / "results.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def starts(workdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "starts.jsonl").read_text().splitlines()]
+
+
+def test_a_grid_runs_every_point_once_and_prunes_the_worse(fake, overrides, tmp_path, monkeypatch):
+    from ftjax.sweep.report import write_report
+
+    monkeypatch.setenv("FAKE_STEP_S", "0.3")  # slow enough for the sweep to see each evaluation while it runs
+    b = block(overrides, space="train.learning_rate=0.1|0.2|0.3", pruner="median", startup_trials=1)
+    study, metric, direction = sweep(b, tmp_path)
+    assert (metric, direction) == ("loss", "minimize")  # the base config's early-stopping metric
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "PRUNED", "PRUNED"]  # each worse than the first at its first evaluation
+    assert [t.user_attrs["pruned_at"] for t in study.trials[1:]] == [2, 2]
+    assert [t.params["train.learning_rate"] for t in study.trials] == [0.1, 0.2, 0.3]
+    assert study.trials[0].value == pytest.approx(0.1 + 1 / 6)  # at the best checkpoint
+    assert sweep(b, tmp_path)[0].trials == study.trials  # rerun: nothing left to run
+    paths = write_report(study, b, tmp_path, metric, direction)
+    assert {p.name for p in paths} >= {"results.csv", "results.md", "best_config.py", "best.json", "slice.png"}
+    assert [r["state"] for r in results(tmp_path)] == ["complete", "pruned", "pruned"]
+    from ftjax.config import load_config_file
+
+    best = load_config_file(tmp_path / "best_config.py")  # runnable: the base config with the best setting
+    assert best.train.learning_rate == 0.1 and best.train.steps == 8 and str(best.model.path) in overrides
+
+
+def test_a_killed_sweep_resumes_without_rerunning_finished_trials(overrides, tmp_path):
+    """Kill the sweep process (SIGKILL) during its second trial; the rerun resumes that trial in its workdir
+    from where it stopped and runs the third; the first ran once."""
+    script = worker(overrides, "train.learning_rate=0.1|0.2|0.3", tmp_path)
+    env = {"FAKE_STEP_S": "0.3", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    second = tmp_path / "trials" / "0001" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (second.is_file() and second.read_text().count("\n") >= 2) and time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, timeout=120)
+    rows = results(tmp_path)  # the queued third trial first, then the killed one queued again (trial 3)
+    assert [(r["trial"], r["state"], r["train.learning_rate"], r["workdir"]) for r in rows] == [
+        ("0", "complete", "0.1", "trials/0000"), ("2", "complete", "0.3", "trials/0002"),
+        ("3", "complete", "0.2", "trials/0001")]
+    assert len(starts(tmp_path / "trials" / "0000")) == 1
+    again = starts(tmp_path / "trials" / "0001")
+    assert len(again) == 2 and again[1]["from_step"] >= 2  # resumed where the killed process stopped
+
+
+def test_two_workers_share_one_study_without_duplicates(overrides, tmp_path):
+    script = worker(overrides, "train.learning_rate=0.1|0.2|0.3 train.seed=0|1", tmp_path)
+    workers = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for w in workers:
+        assert w.wait(timeout=180) == 0, w.stderr.read()
+    import optuna
+
+    study = optuna.load_study(study_name=tmp_path.name, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    points = [(t.params["train.learning_rate"], t.params["train.seed"]) for t in done]
+    assert sorted(points) == [(a, s) for a in (0.1, 0.2, 0.3) for s in (0, 1)]
+    assert len({t.user_attrs["workdir"] for t in done}) == 6
+    assert all(len(starts(tmp_path / t.user_attrs["workdir"])) == 1 for t in done)
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_random_and_tpe_sweeps_repeat_by_seed(fake, overrides, tmp_path, sampler):
+    def params(folder, seed):
+        b = block(overrides, space="train.learning_rate=logfloat:0.01:1 train.seed=0|1|2", sampler=sampler,
+                  trials=4, seed=seed)
+        return [t.params for t in sweep(b, folder)[0].trials]
+
+    first, again, other = params(tmp_path / "a", 3), params(tmp_path / "b", 3), params(tmp_path / "c", 4)
+    assert first == again and first != other and len(first) == 4
+
+
+def test_the_report_averages_over_seeds(fake, overrides, tmp_path):
+    from ftjax.sweep.report import write_report
+
+    b = block(overrides, space="train.learning_rate=0.1|0.3 train.seed=0|1")
+    study, metric, direction = sweep(b, tmp_path)
+    paths = write_report(study, b, tmp_path, metric, direction)
+    table = (tmp_path / "results.md").read_text()
+    assert "| train.learning_rate | loss | std | n |" in table and "ablation.png" in {p.name for p in paths}
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["train.learning_rate"] == 0.1 and best["n"] == 2
+    assert best["mean"] == pytest.approx(0.1 + 0.005 + 1 / 6) and best["std"] == pytest.approx(0.01 / 2 ** 0.5)
+
+
+def test_real_trials_end_to_end_through_the_command(overrides, tmp_path):
+    """configs/sweeps/*.py-style file, two real `ftjax train` trials of the tiny model, the report, and the
+    best config trains."""
+    config = tmp_path / "rank.py"
+    config.write_text(textwrap.dedent(f"""
+        from ftjax.sweep import config
+        def get_config():
+            c = config.default_config()
+            c.update(base={str(ROOT / 'configs' / 'sft.py:tiny')!r}, overrides={overrides!r},
+                     space="peft.rank=2|4", metric="token_accuracy", direction="maximize")
+            return c
+    """))
+    out = run_ftjax("sweep", f"--config={config}", f"--workdir={tmp_path / 's'}", timeout=600).stdout
+    rows = results(tmp_path / "s")
+    assert [(r["state"], r["peft.rank"]) for r in rows] == [("complete", "2"), ("complete", "4")]
+    second = tmp_path / "s" / "trials" / "0001"
+    summary = json.loads((second / "summary.json").read_text())
+    assert json.loads((second / "config.json").read_text())["peft"]["rank"] == 4
+    at_best = [r for r in read_metrics(second) if r["step"] == summary["best_step"] and "val_loss" in r]
+    assert summary["metric"] == "val_loss"  # the base config's early stopping picks the checkpoint
+    assert float(rows[1]["value"]) == pytest.approx(at_best[0]["val_token_accuracy"])
+    assert "best: token_accuracy=" in out and (tmp_path / "s" / "plots" / "slice.png").is_file()
+    assert all(float(r["trainable"]) > 0 and float(r["minutes"]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"space": "peft.rnak=2|4"}, "sweep.space: peft.rnak is not a key of the base config"),
+    ({"space": "train.learning_rate=logfloat:0:1"}, "LOW > 0 on a log scale"),
+    ({"space": "train.learning_rate=float:0.1:1"}, "grid takes choices only"),
+    ({"space": "peft.rank=2|2"}, "a value is repeated"),
+    ({"space": "peft.rank=2|x"}, "sweep.space: peft.rank='x'"),
+    ({"space": "peft.rank"}, "cannot read 'peft.rank'"),
+    ({"space": "train.steps=2|4"}, "both in overrides and in space"),
+    ({"space": "peft.rank=2|4", "sampler": "tpe"}, "needs sweep.trials >= 1"),
+    ({"space": "peft.rank=2|4", "metric": "bleu"}, "training does not log val_bleu"),
+])
+def test_bad_sweeps_are_one_line_errors(overrides, tmp_path, kw, message):
+    b = block(overrides + " train.steps=4", **kw)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("|", r"\|")):
+        sweep(b, tmp_path / "s")
+    assert not (tmp_path / "s").exists()  # nothing written
+
+
+def test_label_noise_flips_the_asked_fraction_the_same_way_every_time():
+    import ml_collections
+
+    from ftjax.data.config import default_config, with_label_noise
+
+    rows = [{"text": f"q{i}", "label": "abc"[i % 3]} for i in range(100)]
+    noisy = with_label_noise(rows, 0.2, None)
+    assert sum(a["label"] != b["label"] for a, b in zip(rows, noisy)) == 20
+    assert noisy == with_label_noise(rows, 0.2, None) and rows[0]["label"] == "a"  # seeded; input untouched
+    assert isinstance(default_config(), ml_collections.ConfigDict)
+    with pytest.raises(ValueError, match="needs classification rows"):
+        with_label_noise([{"prompt": "p", "completion": "c"}] * 4, 0.5, None)
