@@ -23,6 +23,7 @@ COMMANDS = {
     "data": "data tools: curate, split, stats",
     "params": "trainable vs total parameters and adapter size per fine-tuning method",
     "sweep": "hyperparameter sweeps and ablations on Optuna (grid, random, TPE; pruning; resumable, multi-worker)",
+    "select-base": "rank candidate base models on a task (zero/few-shot or a short probe run) by quality and cost",
     "demo": "the main job on the embedded default (what `make demo` runs)",
 }
 # What bad input raises in ftjax (and in the libraries reading a user's files): one line, exit 2. Anything else
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = argv[2:]
     try:
         # a config flag parses --config.KEY overrides: an unknown key is an AttributeError from ml_collections
-        module = importlib.import_module(f"ftjax.commands.{name}")
+        module = importlib.import_module(f"ftjax.commands.{name.replace('-', '_')}")
         if any(a in ("-h", "--help", "--helpshort") for a in args):
             print(f"ftjax {name}: {(module.__doc__ or '').strip()}\n")
             print(flags.FLAGS.module_help(module))

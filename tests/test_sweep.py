@@ -216,3 +216,52 @@ def test_label_noise_flips_the_asked_fraction_the_same_way_every_time():
     assert isinstance(default_config(), ml_collections.ConfigDict)
     with pytest.raises(ValueError, match="needs classification rows"):
         with_label_noise([{"prompt": "p", "completion": "c"}] * 4, 0.5, None)
+
+
+def test_select_base_ranks_a_planted_good_candidate_first(tiny_model_dir, tmp_path):
+    """Two candidates: the tiny random model, and the same model fine-tuned on the task and merged (planted
+    good); select-base scores both on the validation split and ranks the fine-tuned one first."""
+    from conftest import sft_config
+
+    from ftjax.sweep.base import compare
+    from ftjax.train import loop
+
+    rng = np.random.RandomState(2)
+    rows = [{"prompt": f"w3 w{a} w{a + 1}", "completion": " w5 w6"} for a in rng.randint(10, 100, 40)]
+    data = {"data.train": write_rows(tmp_path / "train.jsonl", rows[:32]),
+            "data.validation": write_rows(tmp_path / "val.jsonl", rows[32:])}
+    loop.main(sft_config(**{"model.path": str(tiny_model_dir), **data, "train.steps": 24}), tmp_path / "run")
+    good = tmp_path / "good"
+    run_ftjax("export", f"--workdir={tmp_path / 'run'}", "--format=merged", f"--out={good}")
+    out = tmp_path / "select"  # what `ftjax select-base --candidates=A,B ...` runs: a process per candidate
+    compare([str(tiny_model_dir), str(good)], [f"--config={ROOT / 'configs' / 'sft.py:tiny'}",
+                                                *(f"--config.{k}={v}" for k, v in data.items()),
+                                                "--metric=exact_match"], out, "exact_match", "maximize")
+    ranking = json.loads((out / "select_base.json").read_text())["ranking"]
+    assert [r["candidate"] for r in ranking] == [str(good), str(tiny_model_dir)]
+    assert ranking[0]["value"] >= 90 > ranking[1]["value"] and ranking[0]["parameters"] == ranking[1]["parameters"]
+    assert all(r["tokens_per_s"] > 0 and r["peak_memory_gb"] > 0 for r in ranking)
+    assert f"| 1 | {good} |" in (out / "select_base.md").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "sweeps").glob("*.py")))
+def test_every_preset_is_a_valid_sweep(name):
+    from ftjax.config import load_config_file
+    from ftjax.sweep.space import parse_space
+    from ftjax.sweep.study import base_config, goal, plan
+
+    b = load_config_file(ROOT / "configs" / "sweeps" / f"{name}.py")
+    sweep_config.check(b)
+    config = base_config(b)  # every key and value checked against the base config
+    assert goal(b, config) == ("accuracy", "maximize")  # Banking77's objective
+    assert "train.seed" in parse_space(b.space) and len(plan(b, parse_space(b.space))) >= 6
+
+
+def test_rank_puts_failures_last_and_breaks_ties_by_size():
+    from ftjax.sweep.base import rank
+
+    results = [{"candidate": "big", "value": 80.0, "parameters": 10}, {"candidate": "broken", "value": None},
+               {"candidate": "small", "value": 80.0, "parameters": 5}, {"candidate": "best", "value": 90.0,
+                                                                        "parameters": 99}]
+    assert [r["candidate"] for r in rank(results, "maximize")] == ["best", "small", "big", "broken"]
+    assert [r["candidate"] for r in rank(results, "minimize")][:2] == ["small", "big"]

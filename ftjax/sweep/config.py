@@ -29,6 +29,14 @@ def default_config() -> ml_collections.ConfigDict:
         prune_after=0, startup_trials=2, storage="", study="", group="train.seed"))
 
 
+def preset(base: str, space: str, overrides: str = "", **kw) -> ml_collections.ConfigDict:
+    """A locked sweep block (what a configs/sweeps/*.py file returns)."""
+    block = default_config()
+    block.update(base=base, space=space, overrides=overrides, **kw)
+    block.lock()
+    return block
+
+
 def check(block: ml_collections.ConfigDict) -> None:
     """One-line errors for the block itself (the keys it sets are checked against the base config by study.py)."""
     from ftjax.sweep.space import grid, parse_overrides, parse_space
