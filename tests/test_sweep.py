@@ -162,26 +162,27 @@ def test_the_report_averages_over_seeds(fake, overrides, tmp_path):
 
 
 def test_real_trials_end_to_end_through_the_command(overrides, tmp_path):
-    """configs/sweeps/*.py-style file, two real `ftjax train` trials of the tiny model, the report, and the
-    best config trains."""
+    """A configs/sweeps/*.py-style file through the command: a real `ftjax train` trial of the tiny model (the
+    first point of the grid, sweep.trials=1), judged on a metric other than the early-stopping one, and the
+    report with its costs."""
     config = tmp_path / "rank.py"
     config.write_text(textwrap.dedent(f"""
         from ftjax.sweep import config
         def get_config():
             c = config.default_config()
             c.update(base={str(ROOT / 'configs' / 'sft.py:tiny')!r}, overrides={overrides!r},
-                     space="peft.rank=2|4", metric="token_accuracy", direction="maximize")
+                     space="peft.rank=4|2", trials=1, metric="token_accuracy", direction="maximize")
             return c
     """))
     out = run_ftjax("sweep", f"--config={config}", f"--workdir={tmp_path / 's'}", timeout=600).stdout
     rows = results(tmp_path / "s")
-    assert [(r["state"], r["peft.rank"]) for r in rows] == [("complete", "2"), ("complete", "4")]
-    second = tmp_path / "s" / "trials" / "0001"
+    assert [(r["state"], r["peft.rank"]) for r in rows] == [("complete", "4")]
+    second = tmp_path / "s" / "trials" / "0000"
     summary = json.loads((second / "summary.json").read_text())
     assert json.loads((second / "config.json").read_text())["peft"]["rank"] == 4
     at_best = [r for r in read_metrics(second) if r["step"] == summary["best_step"] and "val_loss" in r]
     assert summary["metric"] == "val_loss"  # the base config's early stopping picks the checkpoint
-    assert float(rows[1]["value"]) == pytest.approx(at_best[0]["val_token_accuracy"])
+    assert float(rows[0]["value"]) == pytest.approx(at_best[0]["val_token_accuracy"])
     assert "best: token_accuracy=" in out and (tmp_path / "s" / "plots" / "slice.png").is_file()
     assert all(float(r["trainable"]) > 0 and float(r["minutes"]) > 0 for r in rows)
 

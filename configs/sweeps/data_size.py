@@ -11,7 +11,6 @@ from ftjax.sweep.config import preset
 
 
 def get_config(arg=None):
-    if arg:
-        raise ValueError(f"configs/sweeps/data_size.py has no variant {arg!r}")
-    return preset("configs/banking77.py", "data.per_label=7|13|26|65|0 data.label_noise=0|0.2|0.4 "
-                  "train.seed=0|1|2", "train.steps=0 train.epochs=4")
+    return preset("configs/sweeps/data_size.py", arg, default=dict(
+        base="configs/banking77.py", space="data.per_label=7|13|26|65|0 data.label_noise=0|0.2|0.4 train.seed=0|1|2",
+        overrides="train.steps=0 train.epochs=4"))

@@ -15,8 +15,6 @@ CPU = "data.per_label=10 train.steps=60 train.eval_every=30 checkpoint.every=30"
 
 
 def get_config(arg=None):
-    if arg == "cpu":
-        return preset(BASE, "peft.rank=2|8|32 train.seed=0|1", CPU)
-    if arg:
-        raise ValueError(f"unknown configs/sweeps/lora_rank.py variant {arg!r}; choose from: cpu")
-    return preset(BASE, "peft.rank=1|2|4|8|16|32|64 train.seed=0|1|2")
+    return preset("configs/sweeps/lora_rank.py", arg,
+                  default=dict(base=BASE, space="peft.rank=1|2|4|8|16|32|64 train.seed=0|1|2"),
+                  cpu=dict(base=BASE, space="peft.rank=2|8|32 train.seed=0|1", overrides=CPU))

@@ -8,6 +8,5 @@ from ftjax.sweep.config import preset
 
 
 def get_config(arg=None):
-    if arg:
-        raise ValueError(f"configs/sweeps/lora_targets.py has no variant {arg!r}")
-    return preset("configs/banking77.py:few", "peft.targets=q_proj,k_proj,v_proj,o_proj|all-linear train.seed=0|1|2")
+    return preset("configs/sweeps/lora_targets.py", arg, default=dict(
+        base="configs/banking77.py:few", space="peft.targets=q_proj,k_proj,v_proj,o_proj|all-linear train.seed=0|1|2"))

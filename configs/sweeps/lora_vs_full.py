@@ -9,7 +9,5 @@ from ftjax.sweep.config import preset
 
 
 def get_config(arg=None):
-    if arg:
-        raise ValueError(f"configs/sweeps/lora_vs_full.py has no variant {arg!r}")
-    return preset("configs/banking77.py:few", "peft.method=lora|full train.learning_rate=5e-5|1e-3 "
-                  "train.seed=0|1|2")
+    return preset("configs/sweeps/lora_vs_full.py", arg, default=dict(
+        base="configs/banking77.py:few", space="peft.method=lora|full train.learning_rate=5e-5|1e-3 train.seed=0|1|2"))

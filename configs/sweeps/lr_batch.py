@@ -13,9 +13,8 @@ BASE = "configs/banking77.py:few"
 
 
 def get_config(arg=None):
-    if arg == "tpe":
-        return preset(BASE, "train.learning_rate=logfloat:1e-5:1e-2 train.batch_size=8|16|32", sampler="tpe",
-                      trials=20, pruner="median", prune_after=45, startup_trials=4)
-    if arg:
-        raise ValueError(f"unknown configs/sweeps/lr_batch.py variant {arg!r}; choose from: tpe")
-    return preset(BASE, "train.learning_rate=1e-4|3e-4|1e-3|3e-3 train.batch_size=8|16|32 train.seed=0|1|2")
+    return preset("configs/sweeps/lr_batch.py", arg,
+                  default=dict(base=BASE, space="train.learning_rate=1e-4|3e-4|1e-3|3e-3 train.batch_size=8|16|32 "
+                                                "train.seed=0|1|2"),
+                  tpe=dict(base=BASE, space="train.learning_rate=logfloat:1e-5:1e-2 train.batch_size=8|16|32",
+                           sampler="tpe", trials=20, pruner="median", prune_after=45, startup_trials=4))

@@ -9,7 +9,6 @@ from ftjax.sweep.config import preset
 
 
 def get_config(arg=None):
-    if arg:
-        raise ValueError(f"configs/sweeps/peft_method.py has no variant {arg!r}")
-    return preset("configs/banking77.py:few", "peft.method=lora|dora|ia3|prompt|prefix|full "
-                  "train.learning_rate=1e-4|1e-3|1e-2 train.seed=0|1|2")
+    return preset("configs/sweeps/peft_method.py", arg, default=dict(
+        base="configs/banking77.py:few",
+        space="peft.method=lora|dora|ia3|prompt|prefix|full train.learning_rate=1e-4|1e-3|1e-2 train.seed=0|1|2"))

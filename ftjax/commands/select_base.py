@@ -41,6 +41,11 @@ def main(argv: list[str]) -> None:
 
     from ftjax.metrics.suite import LOWER_IS_BETTER
 
+    from ftjax.models.heads import head_type
+
+    if head_type(FLAGS.config) != "lm" and not FLAGS.probe_steps:
+        raise ValueError("a head has nothing to predict before training: give --probe_steps=N, or a config that "
+                         "generates (e.g. configs/banking77.py:generate)")
     goal = objective_block(FLAGS.config)
     metric = FLAGS.metric or goal.metric
     direction = ("minimize" if metric in LOWER_IS_BETTER else "maximize") if FLAGS.metric else goal.direction

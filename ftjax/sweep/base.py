@@ -36,7 +36,6 @@ def score_candidate(config: ml_collections.ConfigDict, config_args: list[str], c
     from ftjax.eval.runner import evaluate_split
     from ftjax.memory import peak_memory
     from ftjax.models import from_pretrained
-    from ftjax.models.heads import head_type
     from ftjax.models.tokenizer import load_tokenizer
 
     t0 = time.perf_counter()
@@ -56,9 +55,6 @@ def score_candidate(config: ml_collections.ConfigDict, config_args: list[str], c
             raise ValueError(f"the probe run failed: {lines[-1] if lines else proc.returncode}")
         model, tokenizer, config, _ = load_run(probe)
     else:
-        if head_type(config) != "lm":
-            raise ValueError("a head has nothing to predict before training: give --probe_steps=N, or a config "
-                             "that generates (e.g. configs/banking77.py:generate)")
         model = from_pretrained(candidate, dtype=getattr(jnp, config.model.dtype))
         tokenizer = load_tokenizer(candidate)
     shots = pick_shots(rows_of(config.data, "train"), few_shot, config.data.format, label_set(config.data)) \
@@ -108,7 +104,8 @@ def compare(candidates: list[str], child_args: list[str], out: Path, metric: str
             results.append(json.loads(result_file.read_text()))
         else:
             lines = [line for line in proc.stderr.splitlines() if line.strip()]
-            results.append({"candidate": candidate, "value": None, "error": lines[-1] if lines else "failed"})
+            error = lines[-1].removeprefix("ftjax select-base: error: ") if lines else "failed"
+            results.append({"candidate": candidate, "value": None, "error": error})
         print(f"{candidate}: " + (f"{metric}={results[-1]['value']:.2f}" if results[-1]["value"] is not None
                                   else results[-1]["error"]), flush=True)
     ranked = rank(results, direction)

@@ -29,10 +29,15 @@ def default_config() -> ml_collections.ConfigDict:
         prune_after=0, startup_trials=2, storage="", study="", group="train.seed"))
 
 
-def preset(base: str, space: str, overrides: str = "", **kw) -> ml_collections.ConfigDict:
-    """A locked sweep block (what a configs/sweeps/*.py file returns)."""
+def preset(file: str, variant: str | None, **variants: dict) -> ml_collections.ConfigDict:
+    """The locked sweep block a configs/sweeps/*.py file returns for `variant` (None: `default`), each variant
+    given as the block's settings; an unknown variant is a one-line error naming the others."""
+    name = variant or "default"
+    if name not in variants:
+        others = [v for v in variants if v != "default"]
+        raise ValueError(f"unknown {file} variant {variant!r}; choose from: {', '.join(others) or '(none)'}")
     block = default_config()
-    block.update(base=base, space=space, overrides=overrides, **kw)
+    block.update(**variants[name])
     block.lock()
     return block
 
