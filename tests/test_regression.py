@@ -44,8 +44,10 @@ def run(tiny_model_dir, tmp_path_factory):
 
 def test_the_head_learns_the_values(run):
     wd, summary, _ = run
-    evals = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines() if "val_mse" in line]
+    rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "val_mse" in r]
     assert [e["step"] for e in evals] == [50, 100] and "val_perplexity" not in evals[0]
+    assert not any("token_accuracy" in r for r in rows)  # a squared-error loss has no accuracy
     assert summary["metric"] == "val_mse" and summary["best"] < 0.2  # the values' variance is 0.5
 
 

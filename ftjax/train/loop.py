@@ -88,6 +88,7 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
     batches = MixtureBatches({name: train_batches(d.train, tasks[name], run.shards, d.pad_id)
                               for name, d in data.items()}, rates, tc.seed)
     start, state = resume(ckpts, run, batches, stopper)
+    regression = {name for name, task in tasks.items() if task.head.type == "regression"}  # no token accuracy
     if start >= total_steps or stopper.should_stop:  # a finished run: keep its results as they are
         ckpts.close()
         log.info("the run in %s already finished at step %d; raise train.steps to train on", wd.root, start)
@@ -104,7 +105,7 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
         finish.callback(ckpts.close)
         finish.callback(bar.close)
         for step in range(start + 1, total_steps + 1):
-            state, m = take_step(run, state, batches, tc.grad_accum_steps, step, throughput, ckpts)
+            state, m = take_step(run, state, batches, tc.grad_accum_steps, step, throughput, ckpts, regression)
             bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}")
             bar.update(1)
             evaluated = None
@@ -200,15 +201,18 @@ class Throughput:
 
 
 def take_step(run: TrainSetup, state: TrainState, batches: MixtureBatches, accum: int, step: int,
-              throughput: Throughput, ckpts: Checkpoints) -> tuple[TrainState, dict[str, float]]:
+              throughput: Throughput, ckpts: Checkpoints, regression: set[str]) -> tuple[TrainState, dict[str, float]]:
     """One optimizer step on the next batch of the task that supplies this step; its metrics as floats (which
-    waits for the step), the task's loss and accuracy also under its own name."""
+    waits for the step), the task's loss and accuracy also under its own name (a regression task, whose loss is
+    the squared error, has no accuracy)."""
     task = batches.task(step)
     batch = step_batch(batches.batches[task], accum, run.shards)
     state, m = run.train_steps[task](state, sharding.put_batch(batch, run.batch_shardings))
     m = {k: float(v) for k, v in m.items()}
+    if task in regression:
+        del m["token_accuracy"]
     if task:
-        m |= {f"{prefix(task)}{k}": m[k] for k in ("loss", "token_accuracy")}
+        m |= {f"{prefix(task)}{k}": m[k] for k in ("loss", "token_accuracy") if k in m}
     m["tokens_per_s"] = throughput.update(int(batch["attention_mask"].sum()) * run.shards.count)
     if not math.isfinite(m["loss"]):
         raise FloatingPointError(f"loss is {m['loss']} at step {step}; stopping (last checkpoint: "
