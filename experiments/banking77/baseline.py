@@ -2,6 +2,7 @@
 scored on its validation holdout with the same metrics and bootstrap intervals as `ftjax eval`.
 
     python experiments/banking77/baseline.py --variant=few      # writes runs/b77_<variant>_tfidf_svm.json
+    python experiments/banking77/baseline.py --variant=few --per_label=10   # runs/b77_few10_tfidf_svm.json
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variant", default="few")
+    parser.add_argument("--per_label", type=int, default=None, help="training rows per intent (default: the variant's)")
     args = parser.parse_args()
     config = load_config_file(ROOT / "configs" / "banking77.py", None if args.variant == "default" else args.variant)
+    name = args.variant
+    if args.per_label is not None:
+        config.data.per_label = args.per_label
+        name += str(args.per_label)
     train, val = rows_of(config.data, "train"), rows_of(config.data, "validation")
     t0 = time.perf_counter()
     features = make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
@@ -38,9 +44,9 @@ def main() -> None:
     labels = config.data.labels.split(",")
     rows = [{"prediction": p, "references": [r["label"]], "label": r["label"]} for p, r in zip(predicted, val)]
     report = metric_report(statistics(rows, ["accuracy", "macro_f1"], "none", labels), labels, 1000)
-    out = {"variant": args.variant, "train_rows": len(train), "validation_rows": len(val),
+    out = {"variant": name, "train_rows": len(train), "validation_rows": len(val),
            "seconds": time.perf_counter() - t0, "metrics": report["metrics"]}
-    path = write_json(ROOT / "runs" / f"b77_{args.variant}_tfidf_svm.json", out)
+    path = write_json(ROOT / "runs" / f"b77_{name}_tfidf_svm.json", out)
     print(json.dumps(out["metrics"]), f"({len(train)} train rows, {len(val)} validation rows) -> {path}")
 
 
