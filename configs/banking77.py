@@ -12,7 +12,8 @@ Data: the registered task `banking77` (ftjax/tasks.py): ../shared/data/banking77
   generate    the label generated as text by the LM head (task `banking77_generate`), for comparison
   tiny        the shape the tests use (model and data paths given on the command line)
 Result (`few`, validation holdout of 1,005 rows, 3 seeds, 2-core CPU, ~20 min a run): accuracy 85.6 +- 0.5,
-macro-F1 85.5 +- 0.5, vs 82.3 for TF-IDF + linear SVM on the same rows; details in experiments/banking77/README.md.
+macro-F1 85.5 +- 0.5, vs 82.3 for TF-IDF + linear SVM on the same rows; `generate` with 30 rows per intent and 640
+steps (seed 0): 83.0, 4 outputs not a label. Details in experiments/banking77/README.md.
 """
 
 import ml_collections
