@@ -57,7 +57,7 @@ def settings_table(rows: list[dict], keys: list[str], group: str) -> list[dict[s
 
 def _cell(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     return "" if v is None else str(v)
 
 
