@@ -150,7 +150,10 @@ def plots(study: Any, table: list[dict], keys: list[str], group: str, metric: st
         except (ValueError, RuntimeError) as e:  # e.g. importance with one distinct value per parameter
             log.info("no %s plot: %s", name, e)
             continue
-        fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+        first = ax.flat[0] if hasattr(ax, "flat") else ax
+        if name == "curves":
+            first.set_ylabel(f"validation {metric}")
+        fig = first.figure
         fig.savefig(out / f"{name}.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         paths.append(out / f"{name}.png")
