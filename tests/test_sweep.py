@@ -246,11 +246,13 @@ def test_select_base_ranks_a_planted_good_candidate_first(tiny_model_dir, tmp_pa
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "sweeps").glob("*.py")))
-def test_every_preset_is_a_valid_sweep(name):
+def test_every_preset_is_a_valid_sweep(name, tmp_path, monkeypatch):
     from ftjax.config import load_config_file
     from ftjax.sweep.space import parse_space
     from ftjax.sweep.study import base_config, goal, plan
 
+    (tmp_path / "categories.json").write_text(json.dumps(["card_arrival", "card_linking", "top_up_failed"]))
+    monkeypatch.setenv("BANKING77_DIR", str(tmp_path))  # the presets' Banking77 configs read its label set
     b = load_config_file(ROOT / "configs" / "sweeps" / f"{name}.py")
     sweep_config.check(b)
     config = base_config(b)  # every key and value checked against the base config
