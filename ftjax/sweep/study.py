@@ -107,8 +107,6 @@ def open_study(block: ml_collections.ConfigDict, folder: Path, direction: str):
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = block.storage or f"sqlite:///{(folder / 'study.db').resolve()}"
-    storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                         heartbeat_stale_trial_callback=lambda study, t: requeue(study, t))
     name = block.study or folder.resolve().name
     sampler = (optuna.samplers.TPESampler(seed=block.seed) if block.sampler == "tpe"
                else optuna.samplers.RandomSampler(seed=block.seed))  # grid and random trials come from the plan
@@ -118,7 +116,9 @@ def open_study(block: ml_collections.ConfigDict, folder: Path, direction: str):
               "halving": optuna.pruners.SuccessiveHalvingPruner(min_resource=block.prune_after or "auto")
               }[block.pruner]
     defining = {k: block[k] for k in ("base", "overrides", "space", "sampler", "trials", "seed", "metric")}
-    with folder_lock(folder):
+    with folder_lock(folder):  # opening a new storage creates its tables: one worker at a time
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                             heartbeat_stale_trial_callback=requeue)
         study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                     direction=direction, load_if_exists=True)
         held = study.user_attrs.get("sweep")
@@ -189,7 +189,7 @@ def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trial
     space, overrides = parse_space(block.space), parse_overrides(block.overrides)
     name = validation_name(metric)
     ran = 0
-    total = len(plan(block, space)) if block.sampler != "tpe" else block.trials
+    total = len(plan(block, space)) if block.sampler == "grid" else block.trials  # random: its planned trials
     bar = tqdm(total=total, initial=total - pending(study, block), desc="sweep", unit="trial", dynamic_ncols=True,
                disable=max_trials == 0)
     while max_trials is None or ran < max_trials:
