@@ -36,12 +36,10 @@ def main(argv: list[str]) -> None:
     from pathlib import Path
 
     from ftjax.io import write_json
+    from ftjax.metrics.suite import LOWER_IS_BETTER
+    from ftjax.models.heads import head_type
     from ftjax.objective import objective_block
     from ftjax.sweep.base import compare, score_candidate
-
-    from ftjax.metrics.suite import LOWER_IS_BETTER
-
-    from ftjax.models.heads import head_type
 
     if head_type(FLAGS.config) != "lm" and not FLAGS.probe_steps:
         raise ValueError("a head has nothing to predict before training: give --probe_steps=N, or a config that "

@@ -26,19 +26,17 @@ def main(argv: list[str]) -> None:
         raise ValueError("give --config=configs/sweeps/NAME.py")
     if FLAGS.max_trials is not None and FLAGS.max_trials < 0:
         raise ValueError(f"--max_trials={FLAGS.max_trials}: must be >= 0")
+    import json
     from pathlib import Path
 
-    from ftjax.sweep.report import best, markdown, settings_table, trial_rows, write_report
-    from ftjax.sweep.space import parse_space
+    from ftjax.sweep.report import write_report
     from ftjax.sweep.study import sweep
 
-    block = FLAGS.config
-    study, metric, direction = sweep(block, FLAGS.workdir, FLAGS.max_trials)
-    paths = write_report(study, block, Path(FLAGS.workdir), metric, direction)
-    keys = list(parse_space(block.space))
-    table = settings_table(trial_rows(study, keys), keys, block.group)
-    print(markdown(table, metric), end="")
-    top = best(table, direction)
-    if top is not None:
-        print(f"best: {metric}={top['mean']:.4g} with " + ", ".join(f"{k}={top[k]}" for k in keys if k in top))
+    folder = Path(FLAGS.workdir)
+    study, metric, direction = sweep(FLAGS.config, folder, FLAGS.max_trials)
+    paths = write_report(study, FLAGS.config, folder, metric, direction)
+    print((folder / "results.md").read_text(), end="")
+    if (folder / "best.json").is_file():
+        top = json.loads((folder / "best.json").read_text())
+        print(f"best: {metric}={top['mean']:.4g} with " + ", ".join(f"{k}={v}" for k, v in top["setting"].items()))
     print(f"wrote {', '.join(str(p) for p in paths)}")

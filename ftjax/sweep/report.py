@@ -120,7 +120,7 @@ def write_report(study: Any, block: ml_collections.ConfigDict, folder: Path, met
     if top is not None:
         setting = {k: top[k] for k in keys if k != block.group}
         paths.append(write_text(folder / "best_config.py", best_config_file(block, setting, metric, top)))
-        paths.append(write_json(folder / "best.json", top | {"metric": metric}))
+        paths.append(write_json(folder / "best.json", top | {"metric": metric, "setting": setting}))
     paths += plots(study, table, keys, block.group, metric, folder / "plots")
     return paths
 

@@ -31,10 +31,10 @@ import numpy as np
 from flax import nnx
 
 from ftjax import sharding
+from ftjax.memory import peak_memory
 from ftjax.models.config import ModelConfig
 from ftjax.train.batches import load_data, step_batch, train_batches
 from ftjax.train.config import check
-from ftjax.memory import peak_memory
 from ftjax.train.setup import TrainSetup, setup
 
 # Dense bf16 FLOP/s of one JAX device (a TPU v4/v5p chip is one megacore device), matched in order against

@@ -27,15 +27,15 @@ from tqdm import tqdm
 
 from ftjax import distributed, sharding
 from ftjax.io import write_json
-from ftjax.objective import judge, objective_block, validation_name
+from ftjax.memory import peak_memory
 from ftjax.models.tokenizer import load_tokenizer
+from ftjax.objective import judge, objective_block, validation_name
 from ftjax.tasks import mixture_rates, prefix, task_configs
 from ftjax.train.batches import MixtureBatches, RunData, eval_batches, load_data, step_batch, train_batches
 from ftjax.train.checkpoints import Checkpoints, abstract
 from ftjax.train.config import check
 from ftjax.train.early_stopping import EarlyStopping, is_weighted, weighted_sum
 from ftjax.train.guard import open_run
-from ftjax.memory import peak_memory
 from ftjax.train.metric_log import MetricWriter
 from ftjax.train.setup import TrainSetup, setup
 from ftjax.train.state import TrainState, rng_counts, set_rng_counts
@@ -88,7 +88,6 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
     batches = MixtureBatches({name: train_batches(d.train, tasks[name], run.shards, d.pad_id)
                               for name, d in data.items()}, rates, tc.seed)
     start, state = resume(ckpts, run, batches, stopper)
-    regression = {name for name, task in tasks.items() if task.head.type == "regression"}  # no token accuracy
     if start >= total_steps or stopper.should_stop:  # a finished run: keep its results as they are
         ckpts.close()
         log.info("the run in %s already finished at step %d; raise train.steps to train on", wd.root, start)
@@ -105,7 +104,7 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
         finish.callback(ckpts.close)
         finish.callback(bar.close)
         for step in range(start + 1, total_steps + 1):
-            state, m = take_step(run, state, batches, tc.grad_accum_steps, step, throughput, ckpts, regression)
+            state, m = take_step(run, state, batches, tc.grad_accum_steps, step, throughput, ckpts)
             bar.set_postfix(loss=f"{m['loss']:.4f}", tok_s=f"{m['tokens_per_s']:.0f}")
             bar.update(1)
             evaluated = None
@@ -201,7 +200,7 @@ class Throughput:
 
 
 def take_step(run: TrainSetup, state: TrainState, batches: MixtureBatches, accum: int, step: int,
-              throughput: Throughput, ckpts: Checkpoints, regression: set[str]) -> tuple[TrainState, dict[str, float]]:
+              throughput: Throughput, ckpts: Checkpoints) -> tuple[TrainState, dict[str, float]]:
     """One optimizer step on the next batch of the task that supplies this step; its metrics as floats (which
     waits for the step), the task's loss and accuracy also under its own name (a regression task, whose loss is
     the squared error, has no accuracy)."""
@@ -209,8 +208,6 @@ def take_step(run: TrainSetup, state: TrainState, batches: MixtureBatches, accum
     batch = step_batch(batches.batches[task], accum, run.shards)
     state, m = run.train_steps[task](state, sharding.put_batch(batch, run.batch_shardings))
     m = {k: float(v) for k, v in m.items()}
-    if task in regression:
-        del m["token_accuracy"]
     if task:
         m |= {f"{prefix(task)}{k}": m[k] for k in ("loss", "token_accuracy") if k in m}
     m["tokens_per_s"] = throughput.update(int(batch["attention_mask"].sum()) * run.shards.count)

@@ -106,8 +106,9 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     train_steps, eval_steps = {}, {}
     for name, task in tasks.items():  # one compiled step per task: its head and loss
         head = head_name(task)
-        train_steps[name] = jax.jit(make_train_step(graphdef, tx, tc.loss_chunk, head, task.head.label_smoothing),
-                                    donate_argnums=0, in_shardings=(shardings, batch_shardings),
+        step = make_train_step(graphdef, tx, tc.loss_chunk, head, task.head.label_smoothing,
+                               accuracy=task.head.type != "regression")
+        train_steps[name] = jax.jit(step, donate_argnums=0, in_shardings=(shardings, batch_shardings),
                                     out_shardings=(shardings, replicated))
         eval_steps[name] = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk, head), out_shardings=replicated,
                                    in_shardings=(shardings, eval_shardings))

@@ -27,9 +27,10 @@ def _loss_sums(model, batch, chunk: int, head: str, smoothing: float):
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, chunk: int, head: str = "lm",
-                    smoothing: float = 0.0):
+                    smoothing: float = 0.0, accuracy: bool = True):
     """step(state, batch) -> (state, metrics); `batch` leaves have a leading micro-batch axis [accum, micro, ...].
-    `head`: "lm", or the key of the task head whose loss trains (ftjax.models.heads.head_name)."""
+    `head`: "lm", or the key of the task head whose loss trains (ftjax.models.heads.head_name). `accuracy`:
+    report token_accuracy (False for a regression head, whose loss is a squared error with nothing to hit)."""
 
     def loss_fn(trainable, rng, frozen, mb):
         # copy=True: fresh Variables at this trace level, so dropout may advance its RNG count inside grad
@@ -52,8 +53,9 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, ch
         grads = jax.tree.map(lambda g: g / n, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.trainable)
         trainable = optax.apply_updates(state.trainable, updates)
-        metrics = {"loss": nll / n, "target_tokens": n, "token_accuracy": hits / n,
-                   "grad_norm": optax.tree.norm(grads)}
+        metrics = {"loss": nll / n, "target_tokens": n, "grad_norm": optax.tree.norm(grads)}
+        if accuracy:
+            metrics["token_accuracy"] = hits / n
         return TrainState(trainable, opt_state, rng, state.frozen), metrics
 
     return step
