@@ -185,7 +185,8 @@ def test_export_from_workdir_loads_in_hf_peft(setup, tmp_path):
     assert np.abs(ours - np.asarray(M.from_pretrained(setup["model"])(jnp.asarray(ids)))).max() > 1e-4
 
 
-def test_rematerialised_step_equals_plain_step(setup):
+@pytest.mark.parametrize("policy", ["full", "dots"])
+def test_rematerialised_step_equals_plain_step(setup, policy):
     """model.remat recomputes block activations in the backward pass; the gradients must not change."""
     from ftjax.data.encode import encode_all
     from ftjax.data.sources import load_rows
@@ -205,7 +206,31 @@ def test_rematerialised_step_equals_plain_step(setup):
         return jax.jit(make_train_step(graphdef, tx, chunk=8))(TrainState(trainable, tx.init(trainable), rng, rest),
                                                                batch)
 
-    plain, remat = one_step(False), one_step(True)
+    plain, remat = one_step("none"), one_step(policy)
     np.testing.assert_allclose(float(plain[1]["loss"]), float(remat[1]["loss"]), rtol=1e-6)
     for a, b in zip(jax.tree.leaves(plain[0].trainable), jax.tree.leaves(remat[0].trainable)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_second_epoch_does_not_recompile(setup):
+    """Batch shapes come in fixed buckets (padded length, power-of-two target counts): once every bucket of an
+    epoch has compiled, the next epoch and the next validation pass compile nothing."""
+    from ftjax import sharding
+    from ftjax.train.batches import eval_batches, load_data, step_batch, train_batches
+    from ftjax.train.setup import setup as train_setup
+
+    config = sft_config(**{"model.path": setup["model"], "data.train": setup["train"],
+                           "data.validation": setup["validation"]})
+    data = load_data(config)
+    r = train_setup(config, total_steps=100)
+    batches = train_batches(data.train, config, r.shards, data.pad_id)
+    state, sizes = r.state, []
+    for _ in range(2):
+        for _ in range(len(data.train) // config.train.batch_size):
+            batch = step_batch(batches, config.train.grad_accum_steps, r.shards)
+            state, metrics = r.train_step(state, sharding.put_batch(batch, r.batch_shardings))
+        for batch in eval_batches(data.validation, config, data.pad_id):
+            r.eval_steps[""](state, r.place_eval(batch))
+        assert np.isfinite(float(metrics["loss"]))
+        sizes.append((r.train_step._cache_size(), r.eval_steps[""]._cache_size()))
+    assert sizes[0] == sizes[1] and min(sizes[0]) >= 1

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ftjax.models import layers as L
+from ftjax.models import attention as A, layers as L
 from ftjax.models.config import ModelConfig
 from ftjax.models.hooks import Layout
 
@@ -34,6 +34,7 @@ class Attention(nnx.Module):
             self.k_norm = L.Norm(h, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
         self.rope = cfg.rope_for(layer)
         self.cfg = cfg
+        self.implementation = "reference"  # attention kernel (attention.py), set by CausalLM.set_attention
         self.prefix = nnx.data(None)  # hook: learned keys/values in front (models/hooks.py)
 
     def __call__(self, x: Array, positions: Array, mask: Array, kv: tuple[Array, Array] | None,
@@ -53,7 +54,7 @@ class Attention(nnx.Module):
             k, v = kv
         if self.prefix is not None:
             k, v, mask = self.prefix(k, v, mask)
-        out = L.attend(q, k, v, mask, scale=cfg.q_scale, softcap=cfg.attn_softcap)
+        out = A.attend(q, k, v, mask, scale=cfg.q_scale, softcap=cfg.attn_softcap, implementation=self.implementation)
         return self.o_proj(out.reshape(b, t, -1)), kv
 
 
@@ -100,7 +101,7 @@ class Backbone(nnx.Module):
         self.layers = nnx.List([DecoderLayer(cfg, i, dtype=dtype, rngs=rngs) for i in range(cfg.num_layers)])
         self.norm = L.Norm(cfg.hidden_size, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
         self.cfg = cfg
-        self.remat = False  # recompute block activations in the backward pass (CausalLM.set_remat)
+        self.remat = "none"  # what the backward pass recomputes (CausalLM.set_remat)
         self.prompt = nnx.data(None)  # hook: virtual input tokens (models/hooks.py)
 
     def embed(self, input_ids: Array) -> Array:
@@ -121,12 +122,24 @@ class Backbone(nnx.Module):
         return (h if self.prompt is None else self.prompt.strip(h)), cache
 
 
-def run_layers(layers, x, positions, masks, cache, *, advance: int, remat: bool):
+# model.remat: which block activations the backward pass recomputes instead of storing
+REMAT_POLICIES = {
+    "none": None,  # store everything
+    "full": jax.checkpoint_policies.nothing_saveable,  # store only each block's input
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep matmul outputs, redo the rest
+    # matmul outputs parked in host memory (GPU/TPU)
+    "offload": jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host"),
+}
+
+
+def run_layers(layers, x, positions, masks, cache, *, advance: int, remat: str):
     """Apply the blocks in order, threading each layer's slice of the KV cache (and rematerialising if asked)."""
     index = None if cache is None else cache["index"]
     for i, layer in enumerate(layers):
         kv = (cache["k"][i], cache["v"][i]) if cache is not None else None
-        call = nnx.remat(type(layer).__call__) if remat else type(layer).__call__
+        call = type(layer).__call__
+        if remat != "none":
+            call = nnx.remat(call, policy=REMAT_POLICIES[remat])
         x, kv = call(layer, x, positions, masks[i], kv, index)
         if cache is not None:
             cache["k"][i], cache["v"][i] = kv
@@ -175,9 +188,22 @@ class CausalLM(nnx.Module):
         """Every block's attention module, in order (hook point: each holds a `prefix` slot)."""
         return [getattr(block, self.layout.attention) for block in getattr(self.backbone, self.layout.blocks)]
 
-    def set_remat(self, remat: bool) -> None:
-        """Recompute each block's activations in the backward pass instead of storing them."""
-        self.backbone.remat = remat
+    def set_remat(self, policy: str | bool) -> None:
+        """What the backward pass recomputes instead of storing: a `REMAT_POLICIES` name (True means full)."""
+        policy = {True: "full", False: "none"}.get(policy, policy)
+        if policy not in REMAT_POLICIES:
+            raise ValueError(f"model.remat={policy!r}; choose one of {', '.join(REMAT_POLICIES)}")
+        if policy == "offload" and jax.devices()[0].platform == "cpu":
+            raise ValueError("model.remat=offload parks activations in host memory, which needs a GPU or TPU")
+        self.backbone.remat = policy
+
+    def set_attention(self, requested: str = "auto") -> tuple[str, str]:
+        """Pick every attention layer's kernel (attention.py); returns (implementation, why)."""
+        impl, why = A.resolve(requested, platform=jax.devices()[0].platform, dtype=self.dtype,
+                              softcap=self.config.attn_softcap)
+        for layer in self.attention_layers():
+            layer.implementation = impl
+        return impl, why
 
     def embed(self, input_ids: Array) -> Array:
         """What the embedding layer hands the first block (Gemma's sqrt(d) scale included)."""

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ftjax.models import layers as L
+from ftjax.models import attention as A, layers as L
 from ftjax.models.config import ModelConfig
 from ftjax.models.decoder import CausalLM, _masks, run_layers
 from ftjax.models.hooks import Layout
@@ -26,6 +26,7 @@ class GPT2Attention(nnx.Module):
         self.c_attn = L.Linear(d, 3 * d, bias=True, axes=("embed", "heads"), dtype=dtype, rngs=rngs)
         self.c_proj = L.Linear(d, d, bias=True, axes=("heads", "embed"), dtype=dtype, rngs=rngs)
         self.cfg = cfg
+        self.implementation = "reference"  # attention kernel (attention.py), set by CausalLM.set_attention
         self.prefix = nnx.data(None)  # hook: learned keys/values in front (models/hooks.py)
 
     def __call__(self, x, positions, mask, kv, index):
@@ -37,7 +38,7 @@ class GPT2Attention(nnx.Module):
             k, v = kv
         if self.prefix is not None:
             k, v, mask = self.prefix(k, v, mask)
-        out = L.attend(q, k, v, mask, scale=cfg.q_scale, softcap=None)
+        out = A.attend(q, k, v, mask, scale=cfg.q_scale, softcap=None, implementation=self.implementation)
         return self.c_proj(out.reshape(b, t, -1)), kv
 
 
@@ -73,7 +74,7 @@ class GPT2Backbone(nnx.Module):
         self.h = nnx.List([GPT2Block(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)])
         self.ln_f = L.Norm(cfg.hidden_size, kind="layernorm", eps=cfg.norm_eps, dtype=dtype)
         self.cfg = cfg
-        self.remat = False
+        self.remat = "none"
         self.prompt = nnx.data(None)  # hook: virtual input tokens (models/hooks.py)
 
     @property

@@ -1,4 +1,4 @@
-"""Building blocks shared by every family: linear, embedding, norms, rotary embeddings, attention, KV cache.
+"""Building blocks shared by every family: linear, embedding, norms, rotary embeddings, attention masks, KV cache.
 
 Einsum axis letters: b batch, t query time, s key/value time, d model width, n query heads,
 k key/value heads, g query heads per kv head, h head dim, f feed-forward width, v vocabulary.
@@ -118,20 +118,6 @@ def attention_mask(q_pos: Array, kv_pos: Array, kv_valid: Array, window: int | N
     if q_seg is not None:
         mask &= q_seg[:, :, None] == kv_seg[:, None, :]
     return mask
-
-
-def attend(q: Array, k: Array, v: Array, mask: Array, *, scale: float, softcap: float | None) -> Array:
-    """q [b, t, n, h], k/v [b, s, k, h], mask [b, t, s] -> [b, t, n, h]. Grouped-query aware; softmax in f32."""
-    b, t, n, h = q.shape
-    kv_heads = k.shape[2]
-    q = q.reshape(b, t, kv_heads, n // kv_heads, h)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-    if softcap is not None:
-        logits = jnp.tanh(logits / softcap) * softcap
-    logits = jnp.where(mask[:, None, None], logits, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskh->btkgh", probs, v)
-    return out.reshape(b, t, n, h)
 
 
 def write_cache(cache: Array, new: Array, index: Array) -> Array:

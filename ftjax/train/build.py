@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
@@ -12,10 +14,14 @@ from ftjax.models.heads import add_head, head_name, head_type
 from ftjax.peft.apply import apply_peft
 from ftjax.tasks import task_configs
 
+log = logging.getLogger("ftjax.train")
+
 
 def build_model(config: ml_collections.ConfigDict) -> nnx.Module:
-    """The base model with the run's adapter (freshly initialised) and its task heads."""
+    """The base model with the run's adapter (freshly initialised), its task heads and attention kernel."""
     model = from_pretrained(config.model.path, dtype=jnp.dtype(config.model.dtype))
+    attention, why = model.set_attention(config.model.get("attention", "auto"))
+    log.info("attention: %s (%s)", attention, why)
     apply_peft(model, config.peft, nnx.Rngs(config.train.seed))
     for i, task in enumerate(task_configs(config).values()):
         kind = head_type(task)

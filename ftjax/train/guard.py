@@ -35,7 +35,7 @@ log = logging.getLogger("ftjax.train")
 # memory, not what the steps so far computed. Everything else defines the run.
 SAFE_TO_CHANGE = ("train.steps", "train.epochs", "train.eval_every", "train.eval_batch_size", "train.log_every",
                   "train.loss_chunk", "train.early_stopping.patience", "checkpoint.", "mesh.", "eval.",
-                  "model.remat")
+                  "model.remat", "model.attention")
 
 
 class RunLock:
