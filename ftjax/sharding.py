@@ -67,10 +67,15 @@ def state_shardings(state: nnx.State, mesh: Mesh, rules: dict[str, str | None] |
     """A NamedSharding per Variable of `state` (same tree structure), from its `out_sharding` metadata."""
     rules = RULES[rules] if isinstance(rules, str) else rules
 
+    def place(shape, names):
+        return NamedSharding(mesh, logical_spec(names, shape, mesh, rules))
+
     def one(v):
         names = v.get_metadata().get("out_sharding") if isinstance(v, nnx.Variable) else None
-        shape = v.shape if hasattr(v, "shape") else ()
-        return NamedSharding(mesh, logical_spec(names, shape, mesh, rules))
+        value = v.get_value() if isinstance(v, nnx.Variable) else None
+        if hasattr(value, "per_leaf"):  # a quantised kernel (models/quantize.py): codes and scales each placed
+            return v.replace(value.per_leaf(lambda leaf, n: place(leaf.shape, n), tuple(names or (None, None))))
+        return place(v.shape if hasattr(v, "shape") else (), names)
 
     return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 

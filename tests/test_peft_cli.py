@@ -9,7 +9,7 @@ from test_peft_hf import peft_logits
 
 import ftjax.models as M
 from ftjax.peft import apply_peft, method_table, parameter_report, save_adapter
-from ftjax.peft.report import preset_config
+from ftjax.models.presets import preset_config
 
 
 def ftjax(*args):

@@ -156,3 +156,65 @@ def test_bench_counts_model_flops_by_the_formula(tiny, monkeypatch):
     assert r["step_s_mean"] > 0 and r["tokens_per_s"] > 0 and r["peak_memory_bytes"] > 0
     assert bench.device_peak(type("D", (), {"device_kind": "TPU v5 lite"})) == ("TPU v5e", 197e12)
     assert bench.device_peak(type("D", (), {"device_kind": "NVIDIA H100 80GB HBM3"}))[1] == 989e12
+
+
+def test_sharded_load_reads_and_places_only_each_devices_block(tmp_path, monkeypatch):
+    """from_pretrained(mesh=...) builds every parameter on the mesh from per-device blocks of the file: no read
+    is ever a whole sharded tensor, no device holds more than its shard, and the values equal a plain load."""
+    import torch
+    import transformers
+
+    import ftjax.models as M
+    from ftjax.models import loading
+
+    torch.manual_seed(0)
+    folder = tmp_path / "llama"
+    config = transformers.LlamaConfig(**dict(FAMILIES["llama"][1], vocab_size=132))
+    transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16).save_pretrained(folder)
+    reads: list[tuple[str, tuple, int]] = []  # (key, block shape, full size)
+    opened = loading._open_safetensors
+
+    class Recording:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def keys(self):
+            return self.handle.keys()
+
+        def get_slice(self, key):
+            part = self.handle.get_slice(key)
+
+            class Slice:
+                def get_shape(self):
+                    return part.get_shape()
+
+                def __getitem__(self, index):
+                    block = part[index]
+                    reads.append((key, block.shape, int(np.prod(part.get_shape()))))
+                    return block
+
+            return Slice()
+
+        def get_tensor(self, key):
+            raise AssertionError(f"sharded load read the whole of {key}")
+
+    monkeypatch.setattr(loading, "_open_safetensors", lambda path: Recording(opened(path)))
+    mesh = sharding.make_mesh((2, 2, 2))
+    model = M.from_pretrained(folder, mesh=mesh, rules="fsdp_tensor")
+    monkeypatch.setattr(loading, "_open_safetensors", opened)
+    plain = M.from_pretrained(folder)
+
+    placed = dict(nnx.to_flat_state(sharding.state_shardings(nnx.state(model, nnx.Param), mesh, "fsdp_tensor")))
+    plain_params = dict(nnx.to_flat_state(nnx.state(plain, nnx.Param)))
+    split = 0
+    for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        arr = var[...]
+        assert arr.sharding.is_equivalent_to(placed[path], arr.ndim)
+        shard = placed[path].shard_shape(arr.shape)
+        assert all(s.data.shape == shard for s in arr.addressable_shards)
+        np.testing.assert_array_equal(np.asarray(arr), np.asarray(plain_params[path][...]))
+        split += shard != arr.shape
+    assert split >= 10  # the kernels and the embedding are split over the mesh
+    sharded_keys = {k for k, shape, full in reads if int(np.prod(shape)) < full}
+    assert all(int(np.prod(shape)) < full for k, shape, full in reads if k in sharded_keys)
+    assert len(sharded_keys) >= 10

@@ -15,7 +15,7 @@ from ftjax.peft.config import METHODS, default_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "model folder or hub id (only its config.json is read)")
-flags.DEFINE_string("preset", None, "a named model shape instead of --model: gemma3-270m")
+flags.DEFINE_string("preset", None, "a named model shape instead of --model: gemma3-270m, llama3.2-1b, llama3.1-8b")
 flags.DEFINE_list("methods", list(METHODS), "methods to report")
 flags.DEFINE_enum("dtype", "bfloat16", ["float32", "bfloat16"], "base weight dtype (sets full fine-tuning's size)")
 flags.DEFINE_bool("json", False, "print JSON rows instead of a markdown table")
@@ -29,7 +29,8 @@ def main(argv: list[str]) -> None:
 
     from ftjax.models.config import from_hf
     from ftjax.models.loading import hf_config, resolve
-    from ftjax.peft.report import markdown, method_table, preset_config
+    from ftjax.models.presets import preset_config
+    from ftjax.peft.report import markdown, method_table
 
     if bool(FLAGS.model) == bool(FLAGS.preset):
         raise ValueError("give --model=PATH or --preset=NAME (one of them)")

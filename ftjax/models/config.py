@@ -148,11 +148,13 @@ DTYPES = ("float32", "bfloat16", "float16")
 def default_config() -> Any:
     """The `model` block of an experiment config: which checkpoint (folder, hub id or .gguf), the dtype of its
     frozen weights, what the backward pass recomputes (`remat`: none, full, dots, offload; decoder.py), the
-    attention kernel (`attention`: auto, reference, xla, cudnn; attention.py), and `init_from`: another run's
+    attention kernel (`attention`: auto, reference, xla, cudnn; attention.py), `quantize` (none, int8, nf4: the
+    frozen base stored quantised for QLoRA; quantize.py), and `init_from`: another run's
     workdir (`WORKDIR` or `WORKDIR:best|last|STEP`) whose adapter and task heads this run starts from."""
     import ml_collections
 
-    return ml_collections.ConfigDict(dict(path="", dtype="float32", remat="none", attention="auto", init_from=""))
+    return ml_collections.ConfigDict(dict(path="", dtype="float32", remat="none", attention="auto", quantize="none",
+                                           init_from=""))
 
 
 def check(block: Any) -> None:
@@ -162,13 +164,16 @@ def check(block: Any) -> None:
     if not str(block.path).strip():
         raise ValueError("model.path is empty: set --config.model.path to a model folder, hub id or .gguf file")
     from ftjax.models.attention import IMPLEMENTATIONS
-    from ftjax.models.decoder import REMAT_POLICIES
+    from ftjax.models.quantize import KINDS
+    from ftjax.models.remat import REMAT_POLICIES
 
     one_of(block, "model", "dtype", DTYPES)
     if not isinstance(block.remat, bool):  # runs saved before the policies had remat=True/False
         one_of(block, "model", "remat", tuple(REMAT_POLICIES))
     if "attention" in block:
         one_of(block, "model", "attention", IMPLEMENTATIONS)
+    if "quantize" in block:
+        one_of(block, "model", "quantize", KINDS)
 
 
 def check_limits(cfg: ModelConfig, max_length: int, extra_positions: int = 0) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -39,8 +40,14 @@ def _normalise_keys(layout: Layout, keys: list[str]) -> dict[str, str]:
 
 
 def load_into(model_state: nnx.State, cfg: ModelConfig, layout: Layout, keys: list[str],
-              get: Callable[[str], Any], dtype: Any) -> nnx.State:
-    """Fill an (abstract) NNX param state from source tensors `get(key)`; errors name the offending key."""
+              get: Callable[..., Any], dtype: Any, *, shape_of: Callable[[str], tuple[int, ...]] | None = None,
+              shardings: Mapping[tuple, Any] | None = None) -> nnx.State:
+    """Fill an (abstract) NNX param state from source tensors `get(key)`; errors name the offending key.
+
+    Given `shardings` (flat param path -> NamedSharding) and `shape_of(key)`, each parameter is built on its
+    devices from the slices they hold: `get(key, index)` must return only `source[index]`, so no host or device
+    ever holds more of a tensor than one device's shard (jax.make_array_from_callback).
+    """
     source = _normalise_keys(layout, keys)
     used = set()
     flat = []
@@ -48,18 +55,35 @@ def load_into(model_state: nnx.State, cfg: ModelConfig, layout: Layout, keys: li
         name = nnx_to_hf_key(path)
         if name not in source:
             raise KeyError(f"checkpoint has no tensor for parameter {'.'.join(map(str, path))} (expected {name})")
-        arr = get(source[name])
-        if transposed(layout, path):
-            arr = arr.T
-        if tuple(arr.shape) != tuple(var.shape):
-            raise ValueError(f"shape mismatch for {name}: checkpoint {tuple(arr.shape)}, model {tuple(var.shape)}")
+        key, flip = source[name], transposed(layout, path)
+        if shardings is None:
+            arr = get(key)
+            arr = arr.T if flip else arr
+            shape = tuple(arr.shape)
+        else:
+            shape = tuple(shape_of(key))[::-1] if flip else tuple(shape_of(key))
+        if shape != tuple(var.shape):
+            raise ValueError(f"shape mismatch for {name}: checkpoint {shape}, model {tuple(var.shape)}")
         used.add(name)
-        flat.append((path, var.replace(jnp.asarray(arr, dtype=dtype))))
+        if shardings is None:
+            value = jnp.asarray(arr, dtype=dtype)
+        else:
+            value = jax.make_array_from_callback(shape, shardings[path], _slice_reader(get, key, flip, dtype))
+        flat.append((path, var.replace(value)))
     unused = [k for k in source if k not in used and not _ignorable(cfg, layout, k)]
     if unused:
         raise KeyError(f"checkpoint tensor {source[unused[0]]} is not used by the {cfg.model_type} port"
                        + (f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""))
     return nnx.from_flat_state(flat)
+
+
+def _slice_reader(get: Callable[..., Any], key: str, flip: bool, dtype: Any) -> Callable[[tuple], np.ndarray]:
+    """The callback that reads one device's block of a (possibly transposed) source tensor."""
+    def read(index: tuple) -> np.ndarray:
+        block = np.asarray(get(key, index[::-1] if flip else index))
+        return np.ascontiguousarray(block.T if flip else block).astype(jnp.dtype(dtype))
+
+    return read
 
 
 def _ignorable(cfg: ModelConfig, layout: Layout, key: str) -> bool:
@@ -74,8 +98,3 @@ def to_hf_state_dict(model: nnx.Module, dtype: Any | None = None) -> dict[str, n
         arr = np.asarray(var[...] if dtype is None else var[...].astype(dtype))
         out[nnx_to_hf_key(path)] = np.ascontiguousarray(arr.T if transposed(model.layout, path) else arr)
     return out
-
-
-def from_state_dict(model_state: nnx.State, cfg: ModelConfig, layout: Layout, tensors: Mapping[str, Any],
-                    dtype: Any) -> nnx.State:
-    return load_into(model_state, cfg, layout, list(tensors), tensors.__getitem__, dtype)

@@ -16,6 +16,7 @@ from flax import nnx
 from ftjax.models import attention as A, layers as L
 from ftjax.models.config import ModelConfig
 from ftjax.models.hooks import Layout
+from ftjax.models.remat import REMAT_POLICIES, rematerialised
 
 Array = jax.Array
 
@@ -122,24 +123,12 @@ class Backbone(nnx.Module):
         return (h if self.prompt is None else self.prompt.strip(h)), cache
 
 
-# model.remat: which block activations the backward pass recomputes instead of storing
-REMAT_POLICIES = {
-    "none": None,  # store everything
-    "full": jax.checkpoint_policies.nothing_saveable,  # store only each block's input
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep matmul outputs, redo the rest
-    # matmul outputs parked in host memory (GPU/TPU)
-    "offload": jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host"),
-}
-
-
 def run_layers(layers, x, positions, masks, cache, *, advance: int, remat: str):
     """Apply the blocks in order, threading each layer's slice of the KV cache (and rematerialising if asked)."""
     index = None if cache is None else cache["index"]
     for i, layer in enumerate(layers):
         kv = (cache["k"][i], cache["v"][i]) if cache is not None else None
-        call = type(layer).__call__
-        if remat != "none":
-            call = nnx.remat(call, policy=REMAT_POLICIES[remat])
+        call = rematerialised(type(layer).__call__, remat)
         x, kv = call(layer, x, positions, masks[i], kv, index)
         if cache is not None:
             cache["k"][i], cache["v"][i] = kv

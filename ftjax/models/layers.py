@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ftjax.models.config import RopeConfig
+from ftjax.models.quantize import matmul
 
 Array = jax.Array
 _INIT = nnx.initializers.normal(0.02)
@@ -29,7 +30,7 @@ class Linear(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((d_out,), dtype), out_sharding=axes[1:]) if bias else None
 
     def __call__(self, x: Array) -> Array:
-        y = x @ self.kernel[...].astype(x.dtype)
+        y = matmul(x, self.kernel.get_value())  # a quantised base kernel is dequantised inside (quantize.py)
         return y + self.bias[...].astype(x.dtype) if self.bias is not None else y
 
 

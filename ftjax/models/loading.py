@@ -58,6 +58,16 @@ def _abstract(cfg: ModelConfig, dtype: Any) -> tuple[nnx.GraphDef, nnx.State, nn
     return nnx.split(nnx.eval_shape(lambda: build(cfg, dtype)), nnx.Param, ...)
 
 
+def _placement(params: nnx.State, mesh: Any, rules: str | dict) -> dict[tuple, Any] | None:
+    """Flat param path -> NamedSharding on `mesh` (None without a mesh: load on the host)."""
+    if mesh is None:
+        return None
+    from ftjax import sharding
+
+    placed = sharding.state_shardings(params, mesh, rules)
+    return {path: s for path, s in nnx.to_flat_state(placed)}
+
+
 def _safetensor_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
@@ -73,13 +83,19 @@ def _open_safetensors(path: Path) -> Any:
     from safetensors import SafetensorError, safe_open
 
     try:
-        return safe_open(path, framework="flax")
+        return safe_open(path, framework="numpy")  # numpy: slices stay on the host
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path}: not a readable safetensors file ({e}); download it again") from None
 
 
-def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32) -> CausalLM:
-    """Load a Hugging Face checkpoint (folder, hub id, or .gguf file) into an ftjax NNX model."""
+def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32, *, mesh: Any = None,
+                    rules: str | dict = "fsdp") -> CausalLM:
+    """Load a Hugging Face checkpoint (folder, hub id, or .gguf file) into an ftjax NNX model.
+
+    Given a `mesh`, every parameter is created straight onto it, sharded by its logical axes under `rules`
+    (ftjax.sharding): each device reads only its block of each safetensors tensor, so neither the host nor any
+    device ever holds the whole model. (A .gguf file is dequantized on the host first: it is for small models.)
+    """
     path = resolve(path_or_hub_id)
     if path.suffix == ".gguf":
         from transformers import AutoConfig
@@ -95,7 +111,10 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32)
         hf = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
         cfg = from_hf(hf)
         graphdef, params, rest = _abstract(cfg, dtype)
-        params = convert.from_state_dict(params, cfg, model_class(cfg).layout, tensors, dtype)
+        placed = _placement(params, mesh, rules)
+        params = convert.load_into(params, cfg, model_class(cfg).layout, list(tensors),
+                                   lambda k, index=None: tensors[k] if index is None else tensors[k][index], dtype,
+                                   shape_of=lambda k: tensors[k].shape, shardings=placed)
     else:
         from safetensors import SafetensorError
 
@@ -105,14 +124,16 @@ def from_pretrained(path_or_hub_id: str | os.PathLike, dtype: Any = jnp.float32)
         files = {f: _open_safetensors(f) for f in _safetensor_files(path)}
         where = {k: (f, h) for f, h in files.items() for k in h.keys()}
 
-        def get(key: str) -> Any:
+        def get(key: str, index: tuple | None = None) -> Any:
             file, handle = where[key]
             try:
-                return handle.get_tensor(key)
+                return handle.get_tensor(key) if index is None else handle.get_slice(key)[index]
             except SafetensorError as e:  # a truncated or garbled file
                 raise ValueError(f"{file}: tensor {key} cannot be read ({e}); download it again") from None
 
-        params = convert.load_into(params, cfg, model_class(cfg).layout, list(where), get, dtype)
+        params = convert.load_into(params, cfg, model_class(cfg).layout, list(where), get, dtype,
+                                   shape_of=lambda k: tuple(where[k][1].get_slice(k).get_shape()),
+                                   shardings=_placement(params, mesh, rules))
     return nnx.merge(graphdef, params, rest)
 
 

@@ -20,27 +20,6 @@ from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.peft.config import METHODS, peft_config
 from ftjax.peft.state import saved_variables
 
-# Shapes of published models, for tables that need no weights (transformers config class, arguments).
-PRESETS = {
-    "gemma3-270m": ("Gemma3TextConfig", dict(
-        vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18, num_attention_heads=4,
-        num_key_value_heads=1, head_dim=256, sliding_window=512, max_position_embeddings=32768,
-        query_pre_attn_scalar=256, rope_theta=1_000_000.0, rope_local_base_freq=10_000.0,
-        tie_word_embeddings=True)),
-}
-
-
-def preset_config(name: str) -> ModelConfig:
-    import transformers
-
-    from ftjax.models.config import from_hf
-
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    cls, kwargs = PRESETS[name]
-    return from_hf(getattr(transformers, cls)(**kwargs))
-
-
 def _count(state: nnx.State) -> tuple[int, int]:
     """(parameters, bytes) of every variable in `state` (works on abstract shapes too)."""
     params = nbytes = 0

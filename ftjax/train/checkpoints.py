@@ -27,8 +27,11 @@ class Checkpoints:
         if metric:  # keep the best evaluated checkpoint too, whatever its age
             policies.append(cm.BestN(get_metric_fn=lambda m: m[metric], reverse=mode == "min", n=1,
                                      keep_checkpoints_without_metrics=False))
+        # best_fn only makes orbax write each step's metrics (the policies above decide what is kept)
+        tracked = dict(best_fn=lambda m: m[metric], best_mode=mode) if metric else {}
         options = ocp.CheckpointManagerOptions(preservation_policy=cm.AnyPreservationPolicy(policies),
-                                               enable_async_checkpointing=async_save, create=True)
+                                               enable_async_checkpointing=async_save, create=True, **tracked)
+        self.metric, self.mode = metric, mode
         self.directory = Path(directory).absolute()
         # handlers named up front, so a fresh process can read a checkpoint's metadata before restoring it
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
@@ -80,7 +83,12 @@ class Checkpoints:
 
     @property
     def best_step(self) -> int | None:
-        return self.manager.best_step()
+        """The kept step with the best `metric` (None when none has it), from each step's saved metrics."""
+        scored = [(m[self.metric], s) for s in self.manager.all_steps()
+                  if self.metric and (m := self.manager.metrics(s)) and self.metric in m]
+        if not scored:
+            return None
+        return (min if self.mode == "min" else max)(scored)[1]
 
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())

@@ -62,7 +62,11 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     """The unsharded model is dropped on return."""
     tc = config.train
     tasks = task_configs(config)
-    model = build_model(config)
+    # Mesh and shardings: parameters by their logical axes, batches over data x fsdp. The base model is loaded
+    # straight onto the mesh, shard by shard.
+    mesh = sharding.make_mesh(config.mesh.shape)
+    rules = sharding.check_rules(config.mesh.rules)
+    model = build_model(config, mesh, rules)
     virtual = config.peft.num_virtual_tokens if config.peft.method in ("prompt", "prefix") else 0
     check_limits(model.config, max(t.data.max_length for t in tasks.values()), virtual)
     model.set_remat(config.model.remat)
@@ -71,9 +75,6 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     log.info("parameters: %s trainable of %s base (%.4f%%)", f"{counts['trainable_params']:,}",
              f"{counts['base_params']:,}", counts["trainable_percent"])
 
-    # Mesh and shardings: parameters by their logical axes, batches over data x fsdp.
-    mesh = sharding.make_mesh(config.mesh.shape)
-    rules = sharding.check_rules(config.mesh.rules)
     replicated = NamedSharding(mesh, P())
     micro = tc.batch_size // tc.grad_accum_steps  # global micro-batch; each process loads its rows
     replicas = mesh.shape["data"] * mesh.shape["fsdp"]

@@ -1,0 +1,78 @@
+"""ftjax: the trainer's own jitted, sharded step (ftjax.train.setup, as `ftjax train` builds it), fed the same
+batches: LoRA on every linear layer, AdamW, loss only at target positions (ftjax/loss.py).
+
+    python ftjax_lora.py MODEL_DIR BATCHES.npz RESULT.json --rank=16 --warmup=2 --lr=1e-4 --dtype=float32
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from workload import load, time_steps, write_result
+
+
+def ftjax_batch(arrays: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    """Step i's batch in the trainer's layout: targets are the next tokens, so the mask shifts left by one."""
+    from ftjax.loss import target_positions
+
+    ids, attn = arrays["input_ids"][i], arrays["attention_mask"][i]
+    loss = np.zeros_like(attn)
+    loss[:, :-1] = arrays["loss_mask"][i][:, 1:]
+    batch = {"inputs": ids, "targets": np.roll(ids, -1, axis=1), "attention_mask": attn,
+             "positions": np.maximum(np.cumsum(attn, 1) - 1, 0).astype(np.int32),
+             "segment_ids": attn.astype(np.int32), "values": np.zeros(ids.shape, np.float32)}
+    batch = {k: v[None] for k, v in batch.items()}  # one micro-batch
+    batch["index"], batch["valid"] = target_positions(loss[None])
+    return batch
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("model"), p.add_argument("batches"), p.add_argument("result")
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--attention", default="auto")
+    p.add_argument("--remat", default="none")
+    a = p.parse_args()
+    import jax
+
+    from ftjax import sharding
+    from ftjax.config import load_config_file
+    from ftjax.train.setup import setup
+
+    arrays = load(Path(a.batches))
+    steps, b, t = arrays["input_ids"].shape
+    config = load_config_file(Path(__file__).resolve().parents[2] / "configs" / "sft.py", None)
+    config.unlock()
+    config.model.update(path=a.model, dtype=a.dtype, attention=a.attention, remat=a.remat)
+    config.peft.update(rank=a.rank, alpha=2.0 * a.rank, targets="all-linear", dropout=0.0)
+    config.train.update(batch_size=b, learning_rate=a.lr, schedule="constant", warmup_steps=0)
+    config.data.update(max_length=t)
+    config.mesh.update(shape=(1, 1, 1))
+    r = setup(config, total_steps=steps)
+    state = r.state
+
+    def step(i: int) -> tuple[float, float]:
+        nonlocal state
+        state, m = r.train_step(state, sharding.put_batch(ftjax_batch(arrays, i), r.batch_shardings))
+        return float(m["loss"]), float(m["grad_norm"])
+
+    result = time_steps(step, arrays, a.warmup)
+    cost = r.train_step.lower(state, sharding.put_batch(ftjax_batch(arrays, 0), r.batch_shardings)).compile()
+    analysis = cost.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    write_result(Path(a.result), result | {
+        "framework": "ftjax", "trainable_params": r.counts["trainable_params"], "dtype": a.dtype,
+        "attention": r.eval_model(state).attention_layers()[0].implementation,
+        "hlo_flops_per_step": float(analysis.get("flops", 0.0)),
+        "hlo_bytes_accessed_per_step": float(analysis.get("bytes accessed", 0.0)),
+        "versions": {"jax": jax.__version__, "flax": __import__("flax").__version__}})
+
+
+if __name__ == "__main__":
+    main()
