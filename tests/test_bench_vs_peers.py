@@ -4,6 +4,7 @@ recorded in experiments/bench_vs_peers/README.md, never asserted here)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -43,7 +44,7 @@ def test_peft_and_ftjax_train_the_same_rows_to_the_same_first_loss(tiny_model_di
 
 def test_gpu_check_runs_on_cpu_with_tiny_shapes(tmp_path):
     done = subprocess.run(["bash", str(HERE / "gpu_check.sh"), str(tmp_path)], capture_output=True, text=True,
-                          timeout=300, env={**__import__("os").environ, "GPU_CHECK_ARGS": "--tiny",
+                          timeout=300, env={**os.environ, "GPU_CHECK_ARGS": "--tiny",
                                             "PYTHON": sys.executable}, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "gpu_check.json").read_text())

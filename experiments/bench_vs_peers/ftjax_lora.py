@@ -6,12 +6,11 @@ batches: LoRA on every linear layer, AdamW, loss only at target positions (ftjax
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
-from workload import load, time_steps, write_result
+from workload import load, time_steps, worker_parser, write_result
 
 
 def ftjax_batch(arrays: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
@@ -30,12 +29,7 @@ def ftjax_batch(arrays: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("model"), p.add_argument("batches"), p.add_argument("result")
-    p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--dtype", default="float32")
+    p = worker_parser(__doc__)
     p.add_argument("--attention", default="auto")
     p.add_argument("--remat", default="none")
     a = p.parse_args()

@@ -24,15 +24,15 @@ import optax
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from ftjax.loss import target_positions  # noqa: E402
 from ftjax.memory import peak_memory  # noqa: E402
 from ftjax.models import attention as A  # noqa: E402
+from ftjax_lora import ftjax_batch  # noqa: E402  (the trainer's batch layout, as the side-by-side feeds it)
 from ftjax.models.config import from_hf  # noqa: E402
 from ftjax.models.layers import attention_mask  # noqa: E402
 from ftjax.models.loading import build  # noqa: E402
 from ftjax.models.presets import hf_preset  # noqa: E402
 from ftjax.peft.apply import apply_peft, trainable_filter  # noqa: E402
-from ftjax.train.bench import cpu_matmul_peak, device_peak, step_flops  # noqa: E402
+from ftjax.train.bench import cpu_matmul_peak, device_peak, matmul_params, step_flops  # noqa: E402
 from ftjax.train.state import TrainState  # noqa: E402
 from ftjax.train.step import make_train_step  # noqa: E402
 
@@ -67,8 +67,7 @@ def lora_steps(hf_config, batch: int, length: int, remat: str, impl: str, steps:
     dtype = jnp.bfloat16
     model = nnx.jit(lambda: build(cfg, dtype))() if jax.devices()[0].platform != "cpu" else build(cfg, dtype)
     model.set_remat(remat)
-    for layer in model.attention_layers():
-        layer.implementation = impl
+    model.set_attention(impl)
     apply_peft(model, {"method": "lora", "rank": 16, "alpha": 32.0, "targets": "all-linear"}, nnx.Rngs(0))
     graphdef, trainable, rng, frozen = nnx.split(model, trainable_filter({"method": "lora"}), nnx.RngState, ...)
     del model
@@ -76,14 +75,10 @@ def lora_steps(hf_config, batch: int, length: int, remat: str, impl: str, steps:
     state = TrainState(trainable, tx.init(trainable), rng, frozen)
     step = jax.jit(make_train_step(graphdef, tx, chunk=1024), donate_argnums=0)
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, (1, batch, length)).astype(np.int32)
-    loss_mask = np.ones((1, batch, length), bool)
-    loss_mask[..., -1] = False
-    index, valid = target_positions(loss_mask)
-    data = {"inputs": ids, "targets": np.roll(ids, -1, -1), "attention_mask": np.ones_like(ids, bool),
-            "positions": np.broadcast_to(np.arange(length, dtype=np.int32), ids.shape),
-            "segment_ids": np.ones_like(ids), "values": np.zeros(ids.shape, np.float32), "index": index,
-            "valid": valid}
-    data = jax.device_put(data)
+    loss_mask = np.ones(ids.shape, bool)
+    loss_mask[..., 0] = False  # every token but the first is a target (workload.py's convention)
+    host = ftjax_batch({"input_ids": ids, "attention_mask": np.ones(ids.shape, bool), "loss_mask": loss_mask}, 0)
+    data = jax.device_put(host)
     t0 = time.perf_counter()
     state, m = step(state, data)
     losses = [float(m["loss"])]
@@ -95,10 +90,9 @@ def lora_steps(hf_config, batch: int, length: int, remat: str, impl: str, steps:
         losses.append(float(m["loss"]))
         if i >= warmup - 1:
             times.append(time.perf_counter() - t)
-    frozen_n = sum(v.size for p, v in nnx.to_flat_state(frozen) if str(p[-1]) == "kernel")
-    trainable_n = sum(v.size for p, v in nnx.to_flat_state(state.trainable) if "adapters" in map(str, p))
+    frozen_n, trainable_n, head_trains = matmul_params(cfg, state, "default")
     tokens = batch * length
-    flops = step_flops(cfg, frozen_n, trainable_n, False, tokens, float(valid.sum()), length)
+    flops = step_flops(cfg, frozen_n, trainable_n, head_trains, tokens, float(host["valid"].sum()), length)
     step_s = statistics.median(times)
     named = device_peak(jax.devices()[0])
     peak = named[1] if named else cpu_matmul_peak(dtype)

@@ -5,23 +5,17 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from workload import load, time_steps, write_result
+from workload import load, time_steps, worker_parser, write_result
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("model"), p.add_argument("batches"), p.add_argument("result")
-    p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--dtype", default="float32")
+    p = worker_parser(__doc__)
     p.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
     if a.threads:

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 import workload as W
 
 HERE = Path(__file__).resolve().parent
@@ -115,7 +117,7 @@ def main() -> None:
     for kind in a.workloads.split(","):
         arrays = W.build(kind, rows, tokenizer, a.steps, vocab, a.batch or None, a.length or None)
         batches = out / f"{kind}.npz"
-        W.np.savez(batches, **arrays)
+        np.savez(batches, **arrays)
         shape = "x".join(map(str, arrays["input_ids"].shape[1:]))
         runs = [(f, a.dtype) for f in a.frameworks.split(",")]
         runs += [("ftjax", d) for d in a.ftjax_dtypes.split(",") if d and "ftjax" in a.frameworks]

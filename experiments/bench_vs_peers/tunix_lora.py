@@ -7,7 +7,6 @@ cross-entropy averaged over target tokens), AdamW after global-norm clipping at 
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import itertools
 import json
@@ -27,7 +26,7 @@ from tunix.models.llama3 import params as llama3_params
 from tunix.sft import peft_trainer
 from tunix.sft import utils as sft_utils
 
-from workload import load, time_steps, write_result
+from workload import load, time_steps, worker_parser, write_result
 
 # qwix matches the module path ("layers/3/attn/q_einsum"); Gemma 3 fuses k and v into kv_einsum (one LoRA A shared
 # by k and v), and q, k, v into qkv_einsum when every head has its own k/v.
@@ -149,12 +148,7 @@ def model_inputs(x: dict) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("model"), p.add_argument("batches"), p.add_argument("result")
-    p.add_argument("--rank", type=int, default=16)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--dtype", default="float32")
+    p = worker_parser(__doc__)
     a = p.parse_args()
     arrays = load(Path(a.batches))
     steps = arrays["input_ids"].shape[0]

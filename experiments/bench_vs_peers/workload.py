@@ -12,6 +12,7 @@ predicted from t - 1; the first token never is). Tokens per second count real (n
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import resource
@@ -23,6 +24,17 @@ from pathlib import Path
 import numpy as np
 
 WORKLOADS = {"all": (4, 256), "sft": (8, 96)}
+
+
+def worker_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every worker takes: MODEL_DIR BATCHES.npz RESULT.json and the shared training settings."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("model"), p.add_argument("batches"), p.add_argument("result")
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--dtype", default="float32")
+    return p
 
 
 def e2e_rows(path: Path) -> list[tuple[str, str]]:

@@ -8,13 +8,10 @@ attention logits (Gemma 2) exist only in the reference: a fused kernel never see
 
 from __future__ import annotations
 
-import logging
-
 import jax
 import jax.numpy as jnp
 
 Array = jax.Array
-log = logging.getLogger("ftjax.models")
 IMPLEMENTATIONS = ("auto", "reference", "xla", "cudnn")
 _CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 

@@ -35,7 +35,8 @@ from ftjax.memory import peak_memory
 from ftjax.models.config import ModelConfig
 from ftjax.train.batches import load_data, step_batch, train_batches
 from ftjax.train.config import check
-from ftjax.train.setup import TrainSetup, setup
+from ftjax.train.setup import setup
+from ftjax.train.state import TrainState
 
 # Dense bf16 FLOP/s of one JAX device (a TPU v4/v5p chip is one megacore device), matched in order against
 # `device_kind`; vendor data sheets (NVIDIA: SXM parts without sparsity).
@@ -70,10 +71,10 @@ def cpu_matmul_peak(dtype: Any = jnp.float32, n: int = 2048, seconds: float = 2.
     return 2 * n ** 3 / best
 
 
-def matmul_params(run: TrainSetup, adapter: str) -> tuple[int, int, bool]:
-    """(N_frozen, N_trainable, whether the output head trains) of a set-up run."""
-    cfg, counts, head_trains = run.model_config, [0, 0], False
-    for i, state in enumerate((run.state.frozen, run.state.trainable)):
+def matmul_params(cfg: ModelConfig, state: TrainState, adapter: str) -> tuple[int, int, bool]:
+    """(N_frozen, N_trainable, whether the output head trains) of a train state."""
+    counts, head_trains = [0, 0], False
+    for i, state in enumerate((state.frozen, state.trainable)):
         for path, v in nnx.to_flat_state(state):
             keys = [str(k) for k in path]
             if keys[0] == "lm_head" or (cfg.tie_embeddings and keys[-1] == "embedding"
@@ -123,7 +124,7 @@ def measure(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 3)
         tokens = int(np.sum(multihost_utils.process_allgather(np.int64(tokens)))) // (jax.process_count()
                                                                                         // shards.count)
     step_s = statistics.mean(times)
-    frozen, trainable_n, head_trains = matmul_params(r, config.peft.name)
+    frozen, trainable_n, head_trains = matmul_params(r.model_config, r.state, config.peft.name)
     flops = step_flops(r.model_config, frozen, trainable_n, head_trains, tokens / steps, targets / steps, seq_len)
     device = jax.devices()[0]
     named = device_peak(device)

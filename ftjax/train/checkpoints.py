@@ -24,11 +24,12 @@ class Checkpoints:
     def __init__(self, directory: str | Path, *, keep: int, metric: str | None = None, mode: str = "min",
                  async_save: bool = True):
         policies = [cm.LatestN(n=keep)]
+        score = lambda m: m[metric]  # noqa: E731
         if metric:  # keep the best evaluated checkpoint too, whatever its age
-            policies.append(cm.BestN(get_metric_fn=lambda m: m[metric], reverse=mode == "min", n=1,
+            policies.append(cm.BestN(get_metric_fn=score, reverse=mode == "min", n=1,
                                      keep_checkpoints_without_metrics=False))
         # best_fn only makes orbax write each step's metrics (the policies above decide what is kept)
-        tracked = dict(best_fn=lambda m: m[metric], best_mode=mode) if metric else {}
+        tracked = dict(best_fn=score, best_mode=mode) if metric else {}
         options = ocp.CheckpointManagerOptions(preservation_policy=cm.AnyPreservationPolicy(policies),
                                                enable_async_checkpointing=async_save, create=True, **tracked)
         self.metric, self.mode = metric, mode

@@ -31,7 +31,8 @@ def pick_step(ckpts: Checkpoints, which: str | int) -> int:
     if which == "last":
         return max(steps)
     if which == "best":
-        return ckpts.best_step if ckpts.best_step is not None else max(steps)
+        best = ckpts.best_step  # reads every kept step's metrics
+        return best if best is not None else max(steps)
     if not str(which).isdigit():
         raise ValueError(f"--checkpoint={which!r}: use best, last or a step number (have {sorted(steps)})")
     step = int(which)
