@@ -1,6 +1,6 @@
 """The accelerator path in one command: the fused attention kernel agrees with the reference, then a few LoRA
-steps of the trainer's own jitted step on random-weight Llama 3.2 1B and Llama 3.1 8B (bf16), with step time,
-tokens/s, MFU and peak memory. No network, no checkpoint files: weights are drawn on the device.
+steps of the trainer's own jitted step on random-weight Llama 3.2 1B and Llama 3.1 8B (bf16, scanned layers),
+with compile time, step time, tokens/s, MFU and peak memory. No network, no checkpoint files: weights are drawn on the device.
 
     python experiments/bench_vs_peers/gpu_check.py --out=DIR               # on a GPU (gpu_check.sh)
     python experiments/bench_vs_peers/gpu_check.py --tiny --out=DIR        # the same path on CPU, tiny shapes
@@ -31,6 +31,7 @@ from ftjax.models.config import from_hf  # noqa: E402
 from ftjax.models.layers import attention_mask  # noqa: E402
 from ftjax.models.loading import build  # noqa: E402
 from ftjax.models.presets import hf_preset  # noqa: E402
+from ftjax.models.scan import stack_blocks  # noqa: E402
 from ftjax.peft.apply import apply_peft, trainable_filter  # noqa: E402
 from ftjax.train.bench import cpu_matmul_peak, device_peak, matmul_params, step_flops  # noqa: E402
 from ftjax.train.state import TrainState  # noqa: E402
@@ -62,13 +63,16 @@ def attention_agrees(impl: str, dtype) -> float:
     return worst
 
 
-def lora_steps(hf_config, batch: int, length: int, remat: str, impl: str, steps: int, warmup: int) -> dict:
+def lora_steps(hf_config, batch: int, length: int, remat: str, impl: str, steps: int, warmup: int,
+               scan_layers: bool = True) -> dict:
     cfg = from_hf(hf_config)
     dtype = jnp.bfloat16
     model = nnx.jit(lambda: build(cfg, dtype))() if jax.devices()[0].platform != "cpu" else build(cfg, dtype)
     model.set_remat(remat)
     model.set_attention(impl)
     apply_peft(model, {"method": "lora", "rank": 16, "alpha": 32.0, "targets": "all-linear"}, nnx.Rngs(0))
+    if scan_layers:
+        stack_blocks(model)
     graphdef, trainable, rng, frozen = nnx.split(model, trainable_filter({"method": "lora"}), nnx.RngState, ...)
     del model
     tx = optax.adamw(1e-4)
@@ -97,7 +101,8 @@ def lora_steps(hf_config, batch: int, length: int, remat: str, impl: str, steps:
     named = device_peak(jax.devices()[0])
     peak = named[1] if named else cpu_matmul_peak(dtype)
     memory, source = peak_memory()
-    return {"batch": batch, "length": length, "remat": remat, "attention": impl, "compile_s": compile_s,
+    return {"batch": batch, "length": length, "remat": remat, "scan_layers": scan_layers, "attention": impl,
+            "layers": cfg.num_layers, "compile_s": compile_s,
             "step_s": step_s, "tokens_per_s": tokens / step_s, "mfu": flops / step_s / peak,
             "model_flops_per_step": flops, "peak": named[0] if named else "measured bf16 matmul (CPU)",
             "peak_memory_gb": memory / 2 ** 30, "memory": source, "losses": losses,

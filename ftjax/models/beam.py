@@ -88,7 +88,7 @@ def _search(graphdef, state, ids, mask, beam: Beam):
         fin_seq = gather(jnp.concatenate([fin_seq, cand], 1), best)
         finished = gather(jnp.concatenate([finished, new], 1), best)
         # decode the continuing beams' tokens, with their caches reordered
-        cache = dict(cache, k=[x[rows] for x in cache["k"]], v=[x[rows] for x in cache["v"]], pos=cache["pos"][rows],
+        cache = dict(cache, k=_rows(cache["k"], rows), v=_rows(cache["v"], rows), pos=cache["pos"][rows],
                      valid=cache["valid"][rows])
         last = seq[:, p + step]
         pos = pos[rows] + 1
@@ -119,3 +119,8 @@ def beam_search(model: nnx.Module, prompts: Sequence[Sequence[int]], beam: Beam 
     graphdef, state = nnx.split(model)
     return cut_at_stops(np.asarray(_search(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), beam)),
                         beam.stop_token_ids)
+
+
+def _rows(kv: list | jax.Array, rows: jax.Array) -> list | jax.Array:
+    """Per-layer keys or values with their batch rows reordered (a stacked cache has layers first)."""
+    return kv[:, rows] if isinstance(kv, jax.Array) else [x[rows] for x in kv]

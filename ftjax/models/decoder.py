@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ftjax.models import attention as A, layers as L
+from ftjax.models import attention as A, layers as L, scan
 from ftjax.models.config import ModelConfig
 from ftjax.models.hooks import Layout
 from ftjax.models.remat import REMAT_POLICIES, rematerialised
@@ -22,7 +22,7 @@ Array = jax.Array
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, *, dtype: Any, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, *, dtype: Any, rngs: nnx.Rngs):
         d, h = cfg.hidden_size, cfg.head_dim
         qkv = dict(bias=cfg.attention_bias, dtype=dtype, rngs=rngs)
         self.q_proj = L.Linear(d, cfg.num_heads * h, axes=("embed", "heads"), **qkv)
@@ -33,13 +33,12 @@ class Attention(nnx.Module):
         if cfg.qk_norm:
             self.q_norm = L.Norm(h, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
             self.k_norm = L.Norm(h, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
-        self.rope = cfg.rope_for(layer)
         self.cfg = cfg
         self.implementation = "reference"  # attention kernel (attention.py), set by CausalLM.set_attention
         self.prefix = nnx.data(None)  # hook: learned keys/values in front (models/hooks.py)
 
     def __call__(self, x: Array, positions: Array, mask: Array, kv: tuple[Array, Array] | None,
-                 index: Array | None) -> tuple[Array, tuple[Array, Array] | None]:
+                 index: Array | None, inv_freq: Array) -> tuple[Array, tuple[Array, Array] | None]:
         cfg = self.cfg
         b, t, _ = x.shape
         q = self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim)
@@ -47,7 +46,6 @@ class Attention(nnx.Module):
         v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
         if cfg.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        inv_freq = L.rope_inv_freq(self.rope, cfg.head_dim)  # a constant under jit, never a parameter
         q = L.apply_rope(q, positions, inv_freq)
         k = L.apply_rope(k, positions, inv_freq)
         if kv is not None:
@@ -75,10 +73,13 @@ class MLP(nnx.Module):
 
 
 class DecoderLayer(nnx.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, *, dtype: Any, rngs: nnx.Rngs):
+    """One block; what differs between layers (rotary frequencies, window) comes in as arguments, so every block
+    has the same structure and the stack can run under lax.scan (scan.py)."""
+
+    def __init__(self, cfg: ModelConfig, *, dtype: Any, rngs: nnx.Rngs):
         norm = lambda: L.Norm(cfg.hidden_size, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
         self.input_layernorm = norm()
-        self.self_attn = Attention(cfg, layer, dtype=dtype, rngs=rngs)
+        self.self_attn = Attention(cfg, dtype=dtype, rngs=rngs)
         self.post_attention_layernorm = norm()
         if cfg.sandwich_norms:  # Gemma 2/3 normalise both the input and the output of each sub-block
             self.pre_feedforward_layernorm = norm()
@@ -86,8 +87,8 @@ class DecoderLayer(nnx.Module):
         self.mlp = MLP(cfg, dtype=dtype, rngs=rngs)
         self.sandwich = cfg.sandwich_norms
 
-    def __call__(self, x, positions, mask, kv, index):
-        a, kv = self.self_attn(self.input_layernorm(x), positions, mask, kv, index)
+    def __call__(self, x, positions, mask, kv, index, inv_freq):
+        a, kv = self.self_attn(self.input_layernorm(x), positions, mask, kv, index, inv_freq)
         if self.sandwich:
             x = x + self.post_attention_layernorm(a)
             return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x))), kv
@@ -99,7 +100,7 @@ class Backbone(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, dtype: Any, rngs: nnx.Rngs):
         self.embed_tokens = L.Embed(cfg.vocab_size, cfg.hidden_size, axes=("vocab", "embed"), dtype=dtype,
                                     rngs=rngs)
-        self.layers = nnx.List([DecoderLayer(cfg, i, dtype=dtype, rngs=rngs) for i in range(cfg.num_layers)])
+        self.layers = nnx.List([DecoderLayer(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)])
         self.norm = L.Norm(cfg.hidden_size, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
         self.cfg = cfg
         self.remat = "none"  # what the backward pass recomputes (CausalLM.set_remat)
@@ -117,21 +118,32 @@ class Backbone(nnx.Module):
         if self.prompt is not None:
             x, positions, valid, segment_ids = self.prompt.prepend(x, positions, valid, segment_ids, cache)
         masks, cache = _masks(cfg, positions, valid, segment_ids, cache)
-        x, cache = run_layers(self.layers, x, positions, [masks[cfg.window_for(i)] for i in range(cfg.num_layers)],
-                              cache, advance=input_ids.shape[1], remat=self.remat)
+        # per-layer rotary frequencies: constants under jit, never parameters
+        ropes = [L.rope_inv_freq(cfg.rope_for(i), cfg.head_dim) for i in range(cfg.num_layers)]
+        x, cache = run_layers(self.layers, x, positions, masks, [cfg.window_for(i) for i in range(cfg.num_layers)],
+                              ropes, cache, advance=input_ids.shape[1], remat=self.remat)
         h = self.norm(x)
         return (h if self.prompt is None else self.prompt.strip(h)), cache
 
 
-def run_layers(layers, x, positions, masks, cache, *, advance: int, remat: str):
-    """Apply the blocks in order, threading each layer's slice of the KV cache (and rematerialising if asked)."""
+def run_layers(layers, x, positions, masks: dict, windows: list, ropes: list | None, cache, *, advance: int,
+               remat: str):
+    """Apply the blocks in order, threading each layer's slice of the KV cache (and rematerialising if asked):
+    a Python loop over an nnx.List, or one lax.scan over StackedBlocks (scan.py). `masks` by window;
+    `windows[i]` and `ropes[i]` (None: no rotary embedding) per layer."""
     index = None if cache is None else cache["index"]
-    for i, layer in enumerate(layers):
-        kv = (cache["k"][i], cache["v"][i]) if cache is not None else None
-        call = rematerialised(type(layer).__call__, remat)
-        x, kv = call(layer, x, positions, masks[i], kv, index)
+    if isinstance(layers, scan.StackedBlocks):
+        kv = None if cache is None else (cache["k"], cache["v"])
+        x, kv = scan.run(layers, x, positions, masks, windows, ropes, kv, index, remat)
         if cache is not None:
-            cache["k"][i], cache["v"][i] = kv
+            cache["k"], cache["v"] = kv
+    else:
+        for i, layer in enumerate(layers):
+            kv = (cache["k"][i], cache["v"][i]) if cache is not None else None
+            call = rematerialised(type(layer).__call__, remat)
+            x, kv = call(layer, x, positions, masks[windows[i]], kv, index, None if ropes is None else ropes[i])
+            if cache is not None:
+                cache["k"][i], cache["v"][i] = kv
     if cache is not None:
         cache["index"] = index + advance
     return x, cache
@@ -142,7 +154,9 @@ def _masks(cfg: ModelConfig, positions, valid, segment_ids, cache):
     if cache is None:
         kv_pos, kv_valid = positions, valid
     else:
-        cache = dict(cache, k=list(cache["k"]), v=list(cache["v"]))
+        # a list per layer is copied (the loop writes into it); a stacked cache [layers, ...] is replaced whole
+        copy = lambda c: c if isinstance(c, jax.Array) else list(c)
+        cache = dict(cache, k=copy(cache["k"]), v=copy(cache["v"]))
         cache["pos"] = L.write_cache(cache["pos"], positions, cache["index"])
         cache["valid"] = L.write_cache(cache["valid"], valid, cache["index"])
         kv_pos, kv_valid = cache["pos"], cache["valid"]
@@ -175,7 +189,9 @@ class CausalLM(nnx.Module):
 
     def attention_layers(self) -> list[nnx.Module]:
         """Every block's attention module, in order (hook point: each holds a `prefix` slot)."""
-        return [getattr(block, self.layout.attention) for block in getattr(self.backbone, self.layout.blocks)]
+        blocks = getattr(self.backbone, self.layout.blocks)
+        blocks = [blocks.block] if isinstance(blocks, scan.StackedBlocks) else blocks
+        return [getattr(block, self.layout.attention) for block in blocks]
 
     def set_remat(self, policy: str | bool) -> None:
         """What the backward pass recomputes instead of storing: a `REMAT_POLICIES` name (True means full)."""
@@ -224,7 +240,8 @@ class CausalLM(nnx.Module):
 
     def init_cache(self, batch: int, max_len: int) -> dict:
         cfg = self.config
-        return L.init_cache(cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim, self.dtype)
+        return L.init_cache(cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim, self.dtype,
+                            stacked=scan.is_stacked(self))
 
 
 def default_positions(input_ids: Array, positions: Array | None, attention_mask: Array | None):

@@ -29,7 +29,7 @@ class GPT2Attention(nnx.Module):
         self.implementation = "reference"  # attention kernel (attention.py), set by CausalLM.set_attention
         self.prefix = nnx.data(None)  # hook: learned keys/values in front (models/hooks.py)
 
-    def __call__(self, x, positions, mask, kv, index):
+    def __call__(self, x, positions, mask, kv, index, inv_freq=None):  # no rotary embedding in GPT-2
         cfg = self.cfg
         b, t, _ = x.shape
         q, k, v = (y.reshape(b, t, cfg.num_heads, cfg.head_dim) for y in jnp.split(self.c_attn(x), 3, -1))
@@ -60,7 +60,7 @@ class GPT2Block(nnx.Module):
         self.attn = GPT2Attention(cfg, dtype=dtype, rngs=rngs)
         self.mlp = GPT2MLP(cfg, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x, positions, mask, kv, index):
+    def __call__(self, x, positions, mask, kv, index, inv_freq=None):
         a, kv = self.attn(self.ln_1(x), positions, mask, kv, index)
         x = x + a
         return x + self.mlp(self.ln_2(x)), kv
@@ -90,7 +90,7 @@ class GPT2Backbone(nnx.Module):
             x, positions, valid, segment_ids = self.prompt.prepend(x, positions, valid, segment_ids, cache)
         x = x + self.wpe(positions)
         masks, cache = _masks(self.cfg, positions, valid, segment_ids, cache)
-        x, cache = run_layers(self.h, x, positions, [masks[None]] * len(self.h), cache,
+        x, cache = run_layers(self.h, x, positions, masks, [None] * len(self.h), None, cache,
                               advance=input_ids.shape[1], remat=self.remat)
         h = self.ln_f(x)
         return (h if self.prompt is None else self.prompt.strip(h)), cache

@@ -69,17 +69,23 @@ class Norm(nnx.Module):
         return w.astype(x.dtype) * h.astype(x.dtype)
 
 
+def _gelu(x: Array) -> Array:
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _gelu_tanh(x: Array) -> Array:
+    return jax.nn.gelu(x, approximate=True)
+
+
+# module-level functions, not lambdas made per call: blocks must compare equal to be stacked (scan.py)
+ACTIVATIONS = {"silu": jax.nn.silu, "gelu": _gelu, "gelu_new": _gelu_tanh, "gelu_pytorch_tanh": _gelu_tanh,
+               "relu": jax.nn.relu}
+
+
 def activation(name: str):
-    fns = {
-        "silu": jax.nn.silu,
-        "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-        "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-        "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-        "relu": jax.nn.relu,
-    }
-    if name not in fns:
-        raise ValueError(f"unsupported activation {name!r}; supported: {', '.join(fns)}")
-    return fns[name]
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unsupported activation {name!r}; supported: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
 
 
 def rope_inv_freq(rope: RopeConfig, head_dim: int) -> Array:
@@ -126,12 +132,16 @@ def write_cache(cache: Array, new: Array, index: Array) -> Array:
     return jax.lax.dynamic_update_slice_in_dim(cache, new.astype(cache.dtype), index, axis=1)
 
 
-def init_cache(num_layers: int, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype: Any) -> dict:
-    """An empty KV cache: per-layer k/v, plus the position and validity of every slot and the write index."""
+def init_cache(num_layers: int, batch: int, max_len: int, kv_heads: int, head_dim: int, dtype: Any,
+               stacked: bool = False) -> dict:
+    """An empty KV cache: k/v per layer (a list, or one [layers, ...] array each for scanned layers), plus the
+    position and validity of every slot and the write index."""
     shape = (batch, max_len, kv_heads, head_dim)
+    per_layer = lambda: jnp.zeros((num_layers, *shape), dtype) if stacked else [jnp.zeros(shape, dtype)
+                                                                               for _ in range(num_layers)]
     return {
-        "k": [jnp.zeros(shape, dtype) for _ in range(num_layers)],
-        "v": [jnp.zeros(shape, dtype) for _ in range(num_layers)],
+        "k": per_layer(),
+        "v": per_layer(),
         "pos": jnp.zeros((batch, max_len), jnp.int32),
         "valid": jnp.zeros((batch, max_len), bool),
         "index": jnp.zeros((), jnp.int32),

@@ -55,7 +55,8 @@ class QTensor:
 
     def per_leaf(self, fn, names: tuple) -> QTensor:
         """fn(leaf, logical names) on codes and scales, given the kernel's logical names (sharding rules)."""
-        scale_names = names if self.kind == "nf4" else (None, names[1])
+        # int8 scales are [1, out]; stacked layers (scan.py) put their own axis name in front
+        scale_names = names if self.kind == "nf4" else (*names[:-2], None, names[-1])
         return QTensor(fn(self.codes, names), fn(self.scales, scale_names), self.kind, self.shape, self.dtype)
 
     def dequantize(self) -> Array:

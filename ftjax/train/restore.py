@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from ftjax.models.scan import stack_blocks, unstack_blocks
 from ftjax.models.tokenizer import load_tokenizer
 from ftjax.peft.apply import trainable_filter
 from ftjax.train.build import build_model
@@ -54,6 +55,9 @@ def load_run(workdir: str | os.PathLike, checkpoint: str | int = "best"
     ckpts = Checkpoints(Workdir(workdir).checkpoints, keep=config.checkpoint.keep, metric=es.metric,
                         mode=es.mode, async_save=False)
     wanted = pick_step(ckpts, checkpoint)
+    scanned = config.model.get("scan_layers", False)
+    if scanned:  # the checkpoint holds the stacked layout training used
+        stack_blocks(model)
     trainable = nnx.state(model, trainable_filter(config.peft))
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), trainable)
     older = sorted((s for s in ckpts.all_steps() if s < wanted), reverse=True)
@@ -72,6 +76,8 @@ def load_run(workdir: str | os.PathLike, checkpoint: str | int = "best"
                 log.warning("checkpoint at step %d of %s is unreadable (%s); using an older one", step, workdir, why)
     finally:
         ckpts.close()
+    if scanned:  # every tool after training (eval, export, adapter files) reads the unrolled blocks
+        unstack_blocks(model)
     model.eval()
     return model, load_tokenizer(config.model.path), config, step
 

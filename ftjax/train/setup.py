@@ -16,6 +16,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from ftjax import distributed, sharding
 from ftjax.models.config import ModelConfig, check_limits
 from ftjax.models.heads import head_name
+from ftjax.models.scan import stack_blocks
 from ftjax.peft.apply import trainable_filter
 from ftjax.peft.report import parameter_report
 from ftjax.tasks import task_configs
@@ -72,6 +73,11 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     model.set_remat(config.model.remat)
     transfer = init_from(model, config) if config.model.get("init_from") else None
     counts = parameter_report(model, config.peft)
+    if config.model.get("scan_layers", False):  # after everything that addresses blocks by index
+        stack_blocks(model)
+        if parameter_report(model, config.peft)["trainable_params"] != counts["trainable_params"]:
+            raise ValueError("model.scan_layers: peft.freeze/unfreeze select only some layers' parameters, which "
+                             "stacked layers cannot tell apart; set model.scan_layers=False")
     log.info("parameters: %s trainable of %s base (%.4f%%)", f"{counts['trainable_params']:,}",
              f"{counts['base_params']:,}", counts["trainable_percent"])
 
