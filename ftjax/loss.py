@@ -36,16 +36,24 @@ def target_positions(loss_mask: np.ndarray, minimum: int = 64) -> tuple[np.ndarr
 def token_nll(logits: Array, targets: Array, smoothing: float = 0.0) -> Array:
     """-log p(target) per position, float32; with label `smoothing` e, (1 - e) of it plus e times the mean
     -log p over all classes."""
+    return token_nll_hits(logits, targets, smoothing)[0]
+
+
+def token_nll_hits(logits: Array, targets: Array, smoothing: float = 0.0) -> tuple[Array, Array]:
+    """(token_nll, whether the target has the top logit) from one max over the vocabulary: an argmax of its own
+    cost as much as the log-sum-exp on a 262k-entry head."""
     logits = logits.astype(jnp.float32)
-    lse = jax.nn.logsumexp(logits, -1)
-    nll = lse - jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+    top = jax.lax.stop_gradient(jnp.max(logits, -1))
+    lse = top + jnp.log(jnp.sum(jnp.exp(logits - top[..., None]), -1))
+    picked = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
+    nll = lse - picked
     if smoothing:
         nll = (1 - smoothing) * nll + smoothing * (lse - logits.mean(-1))
-    return nll
+    return nll, picked >= top
 
 
 def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Array, index: Array, valid: Array,
-                     chunk: int = 256, smoothing: float = 0.0, values: Array | None = None
+                     chunk: int = 256, smoothing: float = 0.0, values: Array | None = None, fused: bool = False
                      ) -> tuple[Array, Array, Array]:
     """(sum of NLL, number of targets, number of argmax hits) over the gathered target positions.
 
@@ -53,7 +61,10 @@ def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Arr
     gradient accumulation can normalise by the total target count of all micro-batches. `head` is the LM head
     or a task head (ftjax.models.heads): a classification example's one target is its label index. Given
     `values` [b, t] (a regression head), the loss is the squared error of the head's one output against them
-    instead, and there are no hits.
+    instead, and there are no hits. `fused` (only for a head whose own weights do not train, e.g. the frozen LM
+    head under LoRA): each chunk's gradient with respect to its hidden states is computed in the forward pass
+    from the softmax (`_fused_nll`), so the backward pass does not recompute the chunk's logits: two head matmuls
+    per chunk instead of three, and still no [targets, vocab] array kept.
     """
     d = hidden.shape[-1]
     h = jnp.take(hidden.reshape(-1, d), index, axis=0)
@@ -63,13 +74,17 @@ def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Arr
     pad = -k % chunk
     h, y, m = (jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (h, y, valid))
     n = (k + pad) // chunk
+    if fused and values is None:
+        nll, hits = _fused_nll(head, h.reshape(n, chunk, d), y.reshape(n, chunk), m.reshape(n, chunk), smoothing)
+        return nll, jnp.sum(valid).astype(jnp.float32), hits
 
     @jax.checkpoint
     def one(h, y, m):
         out = head(h)
         if values is not None:
             return jnp.sum(jnp.square(out[..., 0] - y.astype(jnp.float32)) * m), jnp.int32(0)
-        return jnp.sum(token_nll(out, y, smoothing) * m), jnp.sum((jnp.argmax(out, -1) == y) & m)
+        nll, hit = token_nll_hits(out, y, smoothing)
+        return jnp.sum(nll * m), jnp.sum(hit & m)
 
     def body(carry, xs):
         s, c = one(*xs)
@@ -78,3 +93,43 @@ def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Arr
     (nll, hits), _ = jax.lax.scan(body, (jnp.float32(0), jnp.int32(0)),
                                   (h.reshape(n, chunk, d), y.reshape(n, chunk), m.reshape(n, chunk)))
     return nll, jnp.sum(valid).astype(jnp.float32), hits
+
+
+def _fused_nll(head: Callable[[Array], Array], h: Array, y: Array, m: Array, smoothing: float
+               ) -> tuple[Array, Array]:
+    """(sum of NLL, argmax hits) over chunks h [n, c, d], y/m [n, c], differentiable in h only. The forward
+    pass of a gradient computation also forms dNLL/dh: d logits = softmax - (1 - e) onehot - e / V at valid
+    rows, pulled back through the head; the backward pass only scales it."""
+
+    def sums(out: Array, yc: Array, mc: Array) -> tuple[Array, Array]:
+        nll, hit = token_nll_hits(out, yc, smoothing)
+        return jnp.sum(nll * mc), jnp.sum(hit & mc)
+
+    def scan_chunks(one: Callable, h: Array) -> tuple[tuple[Array, Array], Array | None]:
+        def body(carry, xs):
+            (s, c), extra = one(*xs)
+            return (carry[0] + s, carry[1] + c), extra
+
+        return jax.lax.scan(body, (jnp.float32(0), jnp.int32(0)), (h, y, m))
+
+    @jax.custom_vjp
+    def run(h: Array) -> tuple[Array, Array]:
+        return scan_chunks(lambda hc, yc, mc: (sums(head(hc), yc, mc), None), h)[0]
+
+    def forward(h: Array) -> tuple[tuple[Array, Array], Array]:
+        def one(hc, yc, mc):
+            out, pullback = jax.vjp(head, hc)
+            logits = out.astype(jnp.float32)
+            vocab = logits.shape[-1]
+            mf = mc.astype(jnp.float32)[:, None]
+            d = (jax.nn.softmax(logits, -1) - smoothing / vocab) * mf
+            d = d.at[jnp.arange(d.shape[0]), yc].add(-(1 - smoothing) * mf[:, 0])
+            return sums(logits, yc, mc), pullback(d.astype(out.dtype))[0]
+
+        return scan_chunks(one, h)
+
+    def backward(dh: Array, g: tuple[Array, Array]) -> tuple[Array]:
+        return ((g[0] * dh).astype(dh.dtype),)
+
+    run.defvjp(forward, backward)
+    return run(h)

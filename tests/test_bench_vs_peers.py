@@ -51,3 +51,20 @@ def test_gpu_check_runs_on_cpu_with_tiny_shapes(tmp_path):
     assert report["attention_max_abs_diff"] < 0.05
     run = report["runs"]["tiny-llama"]
     assert run["loss_fell"] and 0 < run["mfu"] < 1 and run["lora_params"] > 0
+
+
+def test_generation_benchmark_runs_both_and_they_agree_in_float32(tiny_model_dir, tmp_path):
+    """ftjax's KV-cache generate and transformers' generate decode the same prompts; greedy float32 tokens are
+    equal row for row on the tiny model."""
+    pytest.importorskip("torch")
+    data = tmp_path / "banking.csv"
+    data.write_text("text,category\n" + "".join(f"w{i} w{i + 3} w{i + 7},c{i % 3}\n" for i in range(10, 16)))
+    done = subprocess.run([sys.executable, str(HERE / "generation.py"), f"--model={tiny_model_dir}",
+                           f"--data={data}", "--rows=6", "--batch=2", "--new_tokens=4", f"--out={tmp_path}"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "generation.json").read_text())
+    assert [r["run"] for r in report["rows"]] == ["ftjax float32", "ftjax bfloat16", "transformers float32",
+                                                  "transformers bfloat16"]
+    assert report["greedy_rows_equal"]["float32"] == 1.0
+    assert all(r["new_tokens_per_s"] > 0 for r in report["rows"])

@@ -185,6 +185,29 @@ def test_export_from_workdir_loads_in_hf_peft(setup, tmp_path):
     assert np.abs(ours - np.asarray(M.from_pretrained(setup["model"])(jnp.asarray(ids)))).max() > 1e-4
 
 
+def test_merged_export_of_a_bfloat16_run_merges_into_full_precision(setup, tmp_path):
+    """A run on a bfloat16 base exports (--format=merged) into the float32 base weights: the merged folder equals
+    PEFT's base + adapter in float32 within 1e-4, not within bfloat16 rounding."""
+    import torch
+    import transformers
+    from peft import PeftModel
+
+    run(setup, tmp_path / "run", **{"train.steps": 3, "train.eval_every": 3, "train.learning_rate": 0.05,
+                                    "model.dtype": "bfloat16"})
+    for fmt in ("peft", "merged"):
+        proc = subprocess.run([sys.executable, "-m", "ftjax", "export", f"--workdir={tmp_path / 'run'}",
+                               f"--format={fmt}", f"--out={tmp_path / fmt}"], capture_output=True, text=True,
+                              timeout=300, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    ids = torch.tensor([[5, 9, 31, 7, 22]], dtype=torch.long)
+    with torch.no_grad():
+        merged = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()(ids).logits
+        base = transformers.AutoModelForCausalLM.from_pretrained(setup["model"])
+        adapted = PeftModel.from_pretrained(base, tmp_path / "peft").eval()(ids).logits
+    assert merged.dtype == torch.float32
+    assert (merged - adapted).abs().max().item() <= 1e-4
+
+
 @pytest.mark.parametrize("policy", ["full", "dots"])
 def test_rematerialised_step_equals_plain_step(setup, policy):
     """model.remat recomputes block activations in the backward pass; the gradients must not change."""

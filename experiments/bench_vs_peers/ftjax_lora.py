@@ -13,8 +13,10 @@ import numpy as np
 from workload import load, time_steps, worker_parser, write_result
 
 
-def ftjax_batch(arrays: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
-    """Step i's batch in the trainer's layout: targets are the next tokens, so the mask shifts left by one."""
+def ftjax_batch(arrays: dict[str, np.ndarray], i: int, targets: int = 64) -> dict[str, np.ndarray]:
+    """Step i's batch in the trainer's layout: targets are the next tokens, so the mask shifts left by one.
+    `targets`: pad the target list to at least this many (the bench passes the most any step has, so every step
+    has one shape; the trainer buckets per batch and compiles each bucket once per run)."""
     from ftjax.loss import target_positions
 
     ids, attn = arrays["input_ids"][i], arrays["attention_mask"][i]
@@ -24,7 +26,7 @@ def ftjax_batch(arrays: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
              "positions": np.maximum(np.cumsum(attn, 1) - 1, 0).astype(np.int32),
              "segment_ids": attn.astype(np.int32), "values": np.zeros(ids.shape, np.float32)}
     batch = {k: v[None] for k, v in batch.items()}  # one micro-batch
-    batch["index"], batch["valid"] = target_positions(loss[None])
+    batch["index"], batch["valid"] = target_positions(loss[None], minimum=targets)
     return batch
 
 
@@ -51,13 +53,16 @@ def main() -> None:
     r = setup(config, total_steps=steps)
     state = r.state
 
+    most = int(arrays["loss_mask"].reshape(steps, -1).sum(-1).max())
+    most = 1 << max(most - 1, 0).bit_length()  # the trainer's power-of-two bucket of the largest step
+
     def step(i: int) -> tuple[float, float]:
         nonlocal state
-        state, m = r.train_step(state, sharding.put_batch(ftjax_batch(arrays, i), r.batch_shardings))
+        state, m = r.train_step(state, sharding.put_batch(ftjax_batch(arrays, i, most), r.batch_shardings))
         return float(m["loss"]), float(m["grad_norm"])
 
     result = time_steps(step, arrays, a.warmup)
-    cost = r.train_step.lower(state, sharding.put_batch(ftjax_batch(arrays, 0), r.batch_shardings)).compile()
+    cost = r.train_step.lower(state, sharding.put_batch(ftjax_batch(arrays, 0, most), r.batch_shardings)).compile()
     analysis = cost.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     write_result(Path(a.result), result | {

@@ -2,7 +2,8 @@
              --out=DIR
 
 `peft`: adapter_config.json + adapter_model.safetensors that Hugging Face PEFT loads onto the transformers
-model (`PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), DIR)`). `merged`: a
+model (`PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), DIR)`). `gguf`: the merged model
+as DIR/model-TYPE.gguf for llama.cpp and Ollama (`--gguf_type` f32, f16, bf16 or q8_0; models/gguf_export.py). `merged`: a
 transformers model folder with the LoRA/DoRA/(IA)3 adapter folded into the weights. `adapter`: an ftjax
 adapter folder (adapter.json + safetensors). A classification-head run exports as a sequence classifier: the
 merged folder is a transformers `*ForSequenceClassification` model, the PEFT adapter has task SEQ_CLS with the
@@ -11,7 +12,8 @@ the base model and adapter of a training run from one of its checkpoints; `--ada
 folder (or a PEFT one, e.g. to merge it). The output appears only when complete (temp dir, rename). An existing
 --out is refused unless --overwrite; an --out that is, holds or lies inside the run, the adapter or the base
 model is always refused. `merged` includes the base model's tokenizer, so `ftjax generate --model=OUT` and
-transformers can use the folder as it is.
+transformers can use the folder as it is; it merges into the base loaded in `--dtype` (float32 by default), also
+for a run trained on a bfloat16 or quantised base, so it equals base + adapter in full precision.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ flags.DEFINE_string("task", None, "with --workdir of a multi-task run: export th
                     "generation task) with the shared adapter")
 flags.DEFINE_string("model", None, "base model folder, hub id or .gguf file")
 flags.DEFINE_string("adapter", None, "adapter folder (ftjax adapter.json, or PEFT adapter_config.json)")
-flags.DEFINE_enum("format", "peft", ["peft", "merged", "adapter"], "what to write")
+flags.DEFINE_enum("format", "peft", ["peft", "merged", "adapter", "gguf"], "what to write")
+flags.DEFINE_enum("gguf_type", "f16", ["f32", "f16", "bf16", "q8_0"], "with --format=gguf: the matrices' type")
 flags.DEFINE_string("out", None, "output folder (must not exist, unless --overwrite)", required=True)
 flags.DEFINE_bool("overwrite", False, "replace --out if it exists (only once the new export is complete)")
-flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "dtype of the base weights while merging")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "dtype of the base weights while merging (also for "
+                  "--workdir: a bfloat16 or quantised run merges into the base loaded in this dtype)")
 
 
 def main(argv: list[str]) -> None:
@@ -60,7 +64,9 @@ def main(argv: list[str]) -> None:
     check_new_dir(FLAGS.out, FLAGS.overwrite)
     if FLAGS.workdir:
         task = pick_task(read_config(FLAGS.workdir), FLAGS.task, FLAGS.workdir)  # before loading the model
-        model, _, config, step = load_run(FLAGS.workdir, FLAGS.checkpoint)
+        # merging folds the adapter into the base as it was before any bfloat16 rounding or quantisation
+        model, _, config, step = load_run(FLAGS.workdir, FLAGS.checkpoint,
+                                          base_dtype=FLAGS.dtype if FLAGS.format in ("merged", "gguf") else None)
         base, name = config.model.path, active_adapter(model)
         if task:
             keep_task_head(model, config, task)
@@ -77,6 +83,9 @@ def main(argv: list[str]) -> None:
         out = export_peft(model, FLAGS.out, name, base_model_name_or_path=base, overwrite=FLAGS.overwrite)
     elif FLAGS.format == "adapter":
         out = save_adapter(model, FLAGS.out, name, overwrite=FLAGS.overwrite)
+    elif FLAGS.format == "gguf":
+        out = write_gguf_folder(merged_model(model, name) if name else model, FLAGS.out, load_tokenizer(base),
+                                FLAGS.gguf_type, FLAGS.overwrite)
     else:
         out = save_pretrained(merged_model(model, name) if name else model, FLAGS.out,
                               tokenizer=load_tokenizer(base), overwrite=FLAGS.overwrite)
@@ -92,3 +101,13 @@ def keep_task_head(model, config, task: str) -> None:
 
     keep = head_name(task_config(config, task))
     model.heads = nnx.Dict({keep: model.heads[keep]}) if keep != "lm" else None
+
+
+def write_gguf_folder(model, out: str, tokenizer, weights: str, overwrite: bool):
+    """OUT/model-TYPE.gguf: the merged model for llama.cpp and Ollama (`ollama create -f` a Modelfile naming it)."""
+    from ftjax.io import atomic_dir
+    from ftjax.models.gguf_export import write_gguf
+
+    with atomic_dir(out, overwrite) as tmp:
+        write_gguf(model, tmp / f"model-{weights}.gguf", tokenizer, weights)
+    return Path(out) / f"model-{weights}.gguf"

@@ -58,7 +58,7 @@ _GPT4O_REGEX = (
     r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
     r"|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-_PRE_REGEXES = {
+PRE_REGEXES = {
     **dict.fromkeys(("llama3", "llama-v3", "llama-bpe", "smaug-bpe", "dbrx", "falcon3", "pixtral"), _LLAMA3_REGEX),
     **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "megrez"), _QWEN2_REGEX),
     "qwen35": _QWEN35_REGEX,
@@ -215,7 +215,7 @@ def _byte_level_backend(v: GGUFVocab) -> Tokenizer:
     }
     tok = Tokenizer(models.BPE(vocab=vocab, merges=_file_merges(v.merges), dropout=None,
                                continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
-    regex = _PRE_REGEXES.get(v.pre or "")
+    regex = PRE_REGEXES.get(v.pre or "")
     if regex is None:
         if v.pre not in (None, "default", "gpt2", "gpt-2"):
             log.warning("GGUF tokenizer.ggml.pre %r is not known here; splitting text with GPT-2's regex", v.pre)

@@ -42,13 +42,21 @@ def pick_step(ckpts: Checkpoints, which: str | int) -> int:
     return step
 
 
-def load_run(workdir: str | os.PathLike, checkpoint: str | int = "best"
+def load_run(workdir: str | os.PathLike, checkpoint: str | int = "best", *, base_dtype: str | None = None
              ) -> tuple[nnx.Module, Any, ml_collections.ConfigDict, int]:
     """(model with the trained adapter active, tokenizer, config, step) from a training workdir. When the
     checkpoint `best` or `last` names cannot be read, the newest older readable one is used, with a warning;
-    a step asked for by number must be readable."""
+    a step asked for by number must be readable. `base_dtype` loads the frozen base in that dtype and
+    unquantised instead of as trained (a bfloat16 or QLoRA run merged into full-precision weights); the
+    returned config is the run's own."""
     config = read_config(workdir)
-    model = build_model(config)
+    build_config = config
+    if base_dtype is not None:
+        build_config = config.copy_and_resolve_references()
+        build_config.model.dtype = base_dtype
+        if "quantize" in build_config.model:
+            build_config.model.quantize = "none"
+    model = build_model(build_config)
     if config.model.get("init_from"):  # parts frozen by pattern are not in the checkpoints: they come from there
         init_from(model, config)
     es = config.train.early_stopping

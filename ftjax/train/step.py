@@ -15,7 +15,7 @@ from ftjax.loss import target_loss_sums
 from ftjax.models.heads import RegressionHead, pool
 from ftjax.train.state import TrainState
 
-def _loss_sums(model, batch, chunk: int, head: str, smoothing: float):
+def _loss_sums(model, batch, chunk: int, head: str, smoothing: float, trainable: nnx.State | None = None):
     h, _ = model.hidden_states(batch["inputs"], positions=batch["positions"], attention_mask=batch["attention_mask"],
                                segment_ids=batch["segment_ids"])
     out = model.logits if head == "lm" else model.heads[head]
@@ -23,7 +23,21 @@ def _loss_sums(model, batch, chunk: int, head: str, smoothing: float):
     if head != "lm":
         h = pool(out, h, batch["positions"])
         values = batch["values"] if isinstance(out, RegressionHead) else None
-    return target_loss_sums(out, h, batch["targets"], batch["index"], batch["valid"], chunk, smoothing, values)
+    fused = head == "lm" and not (trainable is not None and lm_head_trains(model, trainable))
+    return target_loss_sums(out, h, batch["targets"], batch["index"], batch["valid"], chunk, smoothing, values,
+                            fused=fused)
+
+
+def lm_head_trains(model: nnx.Module, trainable: nnx.State) -> bool:
+    """Whether any trainable parameter sits in the LM head (the embedding, when tied): then the loss must be
+    differentiated through the head's weights and the fused head gradient (loss.py) does not apply."""
+    cfg, layout = model.config, model.layout
+    for path, var in nnx.to_flat_state(trainable):
+        keys = [str(k) for k in path]
+        if keys[0] == layout.head or (cfg.tie_embeddings and keys[-1] == "embedding"
+                                      and var.shape[0] == cfg.vocab_size):
+            return True
+    return False
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, chunk: int, head: str = "lm",
@@ -35,7 +49,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, ch
     def loss_fn(trainable, rng, frozen, mb):
         # copy=True: fresh Variables at this trace level, so dropout may advance its RNG count inside grad
         model = nnx.merge(graphdef, trainable, rng, frozen, copy=True)
-        nll, n, hits = _loss_sums(model, mb, chunk, head, smoothing)
+        nll, n, hits = _loss_sums(model, mb, chunk, head, smoothing, trainable)
         return nll, (n, hits, nnx.state(model, nnx.RngState))
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
