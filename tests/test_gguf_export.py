@@ -119,6 +119,7 @@ def test_export_command_merges_the_adapter_into_the_gguf(source, tmp_path):
                            f"--adapter={tmp_path / 'adapter'}", "--format=gguf", "--gguf_type=f32",
                            f"--out={tmp_path / 'gguf'}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "## Intended use and limits" in (tmp_path / "gguf" / "README.md").read_text()  # its model card
     back = M.from_pretrained(tmp_path / "gguf" / "model-f32.gguf")
     want = np.asarray(merged_model(model)(jnp.asarray(IDS)))
     np.testing.assert_allclose(np.asarray(back(jnp.asarray(IDS))), want, atol=1e-5)

@@ -174,6 +174,8 @@ def test_export_from_workdir_loads_in_hf_peft(setup, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ftjax", "export", f"--workdir={tmp_path / 'run'}", "--format=peft",
                            f"--out={tmp_path / 'peft'}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    card = (tmp_path / "peft" / "README.md").read_text()  # the model card quotes the run
+    assert card.startswith("---\n") and "library_name: peft" in card and "steps 4 of 4" in card
     model, _, _, step = load_run(tmp_path / "run", "best")
     ids = np.asarray([[5, 9, 31, 7, 22]], np.int32)
     ours = np.asarray(model(jnp.asarray(ids)))

@@ -13,7 +13,8 @@ folder (or a PEFT one, e.g. to merge it). The output appears only when complete 
 --out is refused unless --overwrite; an --out that is, holds or lies inside the run, the adapter or the base
 model is always refused. `merged` includes the base model's tokenizer, so `ftjax generate --model=OUT` and
 transformers can use the folder as it is; it merges into the base loaded in `--dtype` (float32 by default), also
-for a run trained on a bfloat16 or quantised base, so it equals base + adapter in full precision.
+for a run trained on a bfloat16 or quantised base, so it equals base + adapter in full precision. Every export
+also writes README.md, a Hub model card (ftjax/card.py) from the run's config, summary, eval results and audit.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main(argv: list[str]) -> None:
         raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
     import jax.numpy as jnp
 
+    from ftjax.card import write_card
     from ftjax.io import check_new_dir, check_outside
     from ftjax.models import from_pretrained, save_pretrained
     from ftjax.models.tokenizer import load_tokenizer
@@ -89,7 +91,9 @@ def main(argv: list[str]) -> None:
     else:
         out = save_pretrained(merged_model(model, name) if name else model, FLAGS.out,
                               tokenizer=load_tokenizer(base), overwrite=FLAGS.overwrite)
-    print(f"wrote {out}")
+    folder = Path(out).parent if FLAGS.format == "gguf" else Path(out)
+    write_card(folder, FLAGS.format, base, FLAGS.workdir, FLAGS.adapter)
+    print(f"wrote {out} (and its model card, {folder / 'README.md'})")
 
 
 def keep_task_head(model, config, task: str) -> None:

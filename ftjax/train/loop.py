@@ -129,7 +129,8 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
                "best_step": stopper.best_step, "best": stopper.best, "metric": es.metric,
                "final": last, "parameters": run.counts, "train_examples": sum(len(d.train) for d in data.values()),
                "validation_examples": sum(len(d.validation) for d in data.values()),
-               "seconds": time.perf_counter() - t0}
+               "seconds": time.perf_counter() - t0,
+               "hardware": f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.process_count()} process)"}
     if list(data) != [""]:
         summary["tasks"] = {name: {"rate": rates[name], "train_examples": len(d.train),
                                    "validation_examples": len(d.validation)} for name, d in data.items()}
