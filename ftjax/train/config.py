@@ -5,6 +5,9 @@
     learning_rate, schedule (constant | linear | cosine), warmup_steps, weight_decay, max_grad_norm
     eval_every, eval_batch_size    validation cadence and batch
     log_every, seed, loss_chunk    metric log cadence, the run's seed, target positions per head chunk
+    log_to, tracking           trackers beside metrics.jsonl and TensorBoard: "mlflow", "wandb" or both; tracking.
+                               mlflow_uri ("" = the SQLite store WORKDIR/mlflow.db), experiment, wandb_project, wandb_mode
+                               (offline | online | disabled); trackers.py
     early_stopping             metric (val_loss, val_<task metric>; in a multi-task run TASK/val_..., the mean
                                val_loss, or a weighted sum W*NAME+W*NAME), mode (min | max), patience (0 = off),
                                min_delta
@@ -20,6 +23,7 @@ import ml_collections
 from ftjax import objective
 from ftjax.config import at_least, one_of
 from ftjax.train.early_stopping import is_weighted, weighted_terms
+from ftjax.train.trackers import tracker_names
 
 SCHEDULES = ("constant", "linear", "cosine")
 LOSS_METRICS = ("val_loss", "val_perplexity", "val_token_accuracy")  # computed at every evaluation
@@ -29,7 +33,8 @@ def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         steps=0, epochs=2, batch_size=8, grad_accum_steps=1, learning_rate=1e-3, schedule="cosine", warmup_steps=8,
         weight_decay=0.0, max_grad_norm=1.0, eval_every=20, eval_batch_size=16, log_every=1, seed=0, loss_chunk=256,
-        early_stopping=dict(metric="val_loss", mode="min", patience=0, min_delta=0.0)))
+        early_stopping=dict(metric="val_loss", mode="min", patience=0, min_delta=0.0), log_to="",
+        tracking=dict(mlflow_uri="", experiment="ftjax", wandb_project="ftjax", wandb_mode="offline")))
 
 
 def checkpoint_config() -> ml_collections.ConfigDict:
@@ -86,6 +91,9 @@ def check(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"train.early_stopping.metric={what} is not computed; choose from {', '.join(known)} "
                              "(generated metrics come from eval.metrics), or a weighted sum of them")
     at_least(config.checkpoint, "checkpoint", 1, "every", "keep")
+    tracker_names(config)
+    if "tracking" in tc:
+        one_of(tc.tracking, "train.tracking", "wandb_mode", ("offline", "online", "disabled"))
     check_objective(config, known)
 
 

@@ -95,7 +95,7 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
             return json.loads(wd.summary.read_text())
         return {"steps": start, "total_steps": total_steps, "stopped_early": stopper.should_stop,
                 "best_step": stopper.best_step, "best": stopper.best, "metric": es.metric}
-    writer = MetricWriter(wd.root, resume_step=start)
+    writer = MetricWriter(wd.root, resume_step=start, config=config)
     bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", file=sys.stderr, disable=not is_main,
                dynamic_ncols=True)
     t0, throughput, step, last = time.perf_counter(), Throughput(), start, {}

@@ -1,4 +1,5 @@
-"""The metric log of a run: per-step metrics to `metrics.jsonl` and TensorBoard event files (process 0 only).
+"""The metric log of a run: per-step metrics to `metrics.jsonl`, TensorBoard event files and any MLflow / W&B
+tracker (process 0 only).
 
 On resume, lines logged after the restored step are dropped first, so the file reads as one clean run; a last
 line cut short by a crash mid-write is dropped too (the checkpoint's step says what is kept).
@@ -12,16 +13,22 @@ import math
 import os
 
 import jax
+import ml_collections
 
 from ftjax.io import write_text
+from ftjax.train.trackers import open_trackers
 from ftjax.workdir import Workdir
 
 
 class MetricWriter:
-    def __init__(self, workdir: str | os.PathLike, resume_step: int = 0):
+    """One interface for every sink: metrics.jsonl, TensorBoard, and the trackers `train.log_to` names
+    (trackers.py: MLflow, W&B), given the run `config`."""
+
+    def __init__(self, workdir: str | os.PathLike, resume_step: int = 0, config: ml_collections.ConfigDict | None = None):
         self.enabled = jax.process_index() == 0
         wd = Workdir(workdir)
         self.path = wd.metrics
+        self.trackers = []
         if not self.enabled:
             return
         if self.path.exists():
@@ -31,6 +38,7 @@ class MetricWriter:
 
         self.tb = SummaryWriter(str(wd.tensorboard), purge_step=resume_step + 1 if resume_step else None)
         self.file = self.path.open("a", encoding="utf-8")
+        self.trackers = open_trackers(wd, config) if config is not None else []
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
@@ -38,14 +46,19 @@ class MetricWriter:
         row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
-        for k, v in row.items():
-            if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
-                self.tb.add_scalar(k, v, step)
+        numbers = {k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))
+                   and not isinstance(v, bool) and math.isfinite(v)}
+        for k, v in numbers.items():
+            self.tb.add_scalar(k, v, step)
+        for tracker in self.trackers:
+            tracker.log(step, numbers)
 
     def close(self) -> None:
         if self.enabled:
             self.file.close()
             self.tb.close()
+            for tracker in self.trackers:
+                tracker.close()
 
 
 def _complete_lines(path) -> list[str]:
