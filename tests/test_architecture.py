@@ -18,7 +18,7 @@ PACKAGE = ROOT / "ftjax"
 LAYERS = [
     {"io", "loss", "config"},  # shared leaves
     {"sharding", "workdir", "objective", "memory"},  # shared: mesh and rules, run folder layout, objective, peak memory
-    {"distributed", "card"},  # shared: multi-process runs (uses the mesh); the model card of an export
+    {"distributed", "card", "hub"},  # shared: multi-process runs (uses the mesh); an export's model card; Hub push
     {"models", "metrics"},  # model ports, tokenizers and generation; metric functions
     {"data", "peft"},  # data sources and encoders (they tokenize); PEFT methods (on the models' hooks)
     {"tasks"},  # named tasks (data, head and metrics blocks) and mixture rates
