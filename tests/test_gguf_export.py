@@ -142,3 +142,40 @@ def test_what_llama_cpp_cannot_state_is_refused(source, hf_folder, tiny_model_di
     with pytest.raises(ValueError, match="query_pre_attn_scalar=256"):
         write_gguf(M.from_pretrained(tmp_path / "odd"), tmp_path / "c.gguf", tok)
     assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*.gguf"))  # nothing half-written
+
+
+def test_lora_adapter_gguf_holds_the_factors_llama_cpp_applies(source, tmp_path):
+    """adapter.lora.alpha / r x B A of each matrix, with the base's Q/K permutation undone, is the adapter's
+    own change to that weight; rsLoRA's scale is folded into alpha; non-LoRA methods are refused."""
+    import gguf
+    from flax import nnx
+
+    from ftjax.models.gguf import _unpermute_rope
+    from ftjax.models.gguf_export import write_gguf_lora
+    from ftjax.peft.apply import apply_peft, find_targets
+    from ftjax.peft.apply import _module as module_at
+
+    folder, _, _ = source("llama")
+    model = apply_peft(M.from_pretrained(folder), {"method": "lora", "rank": 4, "alpha": 8.0, "rslora": True,
+                                                   "init": "gaussian"}, nnx.Rngs(0))
+    for _, var in nnx.to_flat_state(nnx.state(model, nnx.LoRAParam)):
+        var[...] = var[...] + 0.05
+    out = write_gguf_lora(model, tmp_path / "lora.gguf")
+    reader = gguf.GGUFReader(out)
+    assert reader.get_field("general.type").contents() == "adapter"
+    alpha = reader.get_field("adapter.lora.alpha").contents()
+    assert alpha == pytest.approx(8.0 / 2.0 * 4)  # rsLoRA: scale alpha / sqrt(r), written as scale x r
+    tensors = {t.name: np.asarray(t.data) for t in reader.tensors}
+    cfg = model.config
+    for target in find_targets(model, "all-linear"):
+        layer = int(target.split(".")[2])
+        kind = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+                "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}[target.rsplit(".", 1)[1]]
+        a, b = tensors[f"blk.{layer}.{kind}.weight.lora_a"], tensors[f"blk.{layer}.{kind}.weight.lora_b"]
+        if kind in ("attn_q", "attn_k"):
+            b = _unpermute_rope(b, cfg.num_heads if kind == "attn_q" else cfg.num_kv_heads)
+        lora = module_at(model, target).adapters["default"]
+        np.testing.assert_allclose(alpha / a.shape[0] * (b @ a), np.asarray(lora.delta()).T, atol=1e-6)
+    dora = apply_peft(M.from_pretrained(folder), {"method": "dora", "rank": 4}, nnx.Rngs(0))
+    with pytest.raises(ValueError, match="plain LoRA factors only, not dora"):
+        write_gguf_lora(dora, tmp_path / "dora.gguf")

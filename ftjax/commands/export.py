@@ -3,7 +3,8 @@
 
 `peft`: adapter_config.json + adapter_model.safetensors that Hugging Face PEFT loads onto the transformers
 model (`PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE), DIR)`). `gguf`: the merged model
-as DIR/model-TYPE.gguf for llama.cpp and Ollama (`--gguf_type` f32, f16, bf16 or q8_0; models/gguf_export.py). `merged`: a
+as DIR/model-TYPE.gguf for llama.cpp and Ollama (`--gguf_type` f32, f16, bf16 or q8_0; models/gguf_export.py);
+`gguf_lora`: the LoRA alone as DIR/adapter-TYPE.gguf for llama.cpp's `--lora` (f32, f16 or bf16). `merged`: a
 transformers model folder with the LoRA/DoRA/(IA)3 adapter folded into the weights. `adapter`: an ftjax
 adapter folder (adapter.json + safetensors). A classification-head run exports as a sequence classifier: the
 merged folder is a transformers `*ForSequenceClassification` model, the PEFT adapter has task SEQ_CLS with the
@@ -30,7 +31,7 @@ flags.DEFINE_string("task", None, "with --workdir of a multi-task run: export th
                     "generation task) with the shared adapter")
 flags.DEFINE_string("model", None, "base model folder, hub id or .gguf file")
 flags.DEFINE_string("adapter", None, "adapter folder (ftjax adapter.json, or PEFT adapter_config.json)")
-flags.DEFINE_enum("format", "peft", ["peft", "merged", "adapter", "gguf"], "what to write")
+flags.DEFINE_enum("format", "peft", ["peft", "merged", "adapter", "gguf", "gguf_lora"], "what to write")
 flags.DEFINE_enum("gguf_type", "f16", ["f32", "f16", "bf16", "q8_0"], "with --format=gguf: the matrices' type")
 flags.DEFINE_string("out", None, "output folder (must not exist, unless --overwrite)", required=True)
 flags.DEFINE_bool("overwrite", False, "replace --out if it exists (only once the new export is complete)")
@@ -88,10 +89,12 @@ def main(argv: list[str]) -> None:
     elif FLAGS.format == "gguf":
         out = write_gguf_folder(merged_model(model, name) if name else model, FLAGS.out, load_tokenizer(base),
                                 FLAGS.gguf_type, FLAGS.overwrite)
+    elif FLAGS.format == "gguf_lora":
+        out = write_gguf_lora_folder(model, name, FLAGS.out, FLAGS.gguf_type, FLAGS.overwrite)
     else:
         out = save_pretrained(merged_model(model, name) if name else model, FLAGS.out,
                               tokenizer=load_tokenizer(base), overwrite=FLAGS.overwrite)
-    folder = Path(out).parent if FLAGS.format == "gguf" else Path(out)
+    folder = Path(out).parent if FLAGS.format.startswith("gguf") else Path(out)
     write_card(folder, FLAGS.format, base, FLAGS.workdir, FLAGS.adapter)
     print(f"wrote {out} (and its model card, {folder / 'README.md'})")
 
@@ -115,3 +118,13 @@ def write_gguf_folder(model, out: str, tokenizer, weights: str, overwrite: bool)
     with atomic_dir(out, overwrite) as tmp:
         write_gguf(model, tmp / f"model-{weights}.gguf", tokenizer, weights)
     return Path(out) / f"model-{weights}.gguf"
+
+
+def write_gguf_lora_folder(model, name: str, out: str, weights: str, overwrite: bool):
+    """OUT/adapter-TYPE.gguf: the LoRA alone, for llama.cpp's --lora on the base model's GGUF."""
+    from ftjax.io import atomic_dir
+    from ftjax.models.gguf_export import write_gguf_lora
+
+    with atomic_dir(out, overwrite) as tmp:
+        write_gguf_lora(model, tmp / f"adapter-{weights}.gguf", name, weights)
+    return Path(out) / f"adapter-{weights}.gguf"
