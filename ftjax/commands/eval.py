@@ -34,6 +34,10 @@ flags.DEFINE_enum("split", "test", ["test", "validation", "train"], "which confi
 flags.DEFINE_bool("baseline", False, "also evaluate the base model without the adapter, and report the gain")
 flags.DEFINE_integer("few_shot", 0, "with --baseline: prepend K training examples to each baseline prompt")
 flags.DEFINE_string("out", None, "results folder (default: WORKDIR/eval)")
+flags.DEFINE_list("harness", [], "lm-evaluation-harness tasks to run too (e.g. hellaswag,arc_easy); with "
+                  "--baseline, also on the base model: the forgetting check. Without the split's data, only these")
+flags.DEFINE_string("harness_include", None, "a folder of your own lm-eval task YAML files")
+flags.DEFINE_integer("harness_limit", None, "at most this many documents per harness task")
 # The same data and eval blocks the experiment configs use: --config.data.* and --config.eval.* override the
 # workdir's config (or, for --model runs, these defaults); any other key is an unknown flag.
 config_flags.DEFINE_config_dict("config", ml_collections.ConfigDict(
@@ -107,12 +111,13 @@ def main(argv: list[str]) -> None:
         raise ValueError("--baseline compares generated answers; the base model of a classification-head run has "
                          "no head to compare (score a simple baseline on the same split instead)")
     spec = config.data.get(FLAGS.split, "")
-    if not spec:
+    if not spec and not FLAGS.harness:
         raise ValueError(f"config has no data.{FLAGS.split}; pass --config.data.{FLAGS.split}=PATH")
-    rows = rows_of(config.data, FLAGS.split)
-    if not rows:
+    rows = rows_of(config.data, FLAGS.split) if spec else []
+    if spec and not rows:
         raise ValueError(f"{spec}: no rows")
-    eval_items(rows, config.data.format, label_set(config.data))  # checks every row
+    if rows:
+        eval_items(rows, config.data.format, label_set(config.data))  # checks every row
     shots = []
     if FLAGS.few_shot:
         if not config.data.train:
@@ -138,6 +143,10 @@ def main(argv: list[str]) -> None:
         source = {"model": FLAGS.model, "adapter": FLAGS.adapter}
     out = FLAGS.out or f"{FLAGS.workdir}/eval"
     meta = {"split": FLAGS.split, "data": spec, **source, "config": config.to_dict()}
+    if FLAGS.harness:
+        _harness(model, tokenizer, out, config.train.seed if "train" in config else 0)
+    if not rows:
+        return
 
     report, predictions = evaluate_split(model, tokenizer, rows, config)
     report |= meta
@@ -154,3 +163,25 @@ def main(argv: list[str]) -> None:
     if "objective" in report:
         print(objective.describe(report["objective"]))
     print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def _harness(model, tokenizer, out: str, seed: int) -> None:
+    """lm-eval tasks on the model (and, with --baseline, on the base model: the forgetting check), to
+    OUT/harness.json and a printed table."""
+    from ftjax.eval.harness import run_harness
+    from ftjax.io import write_json
+    from ftjax.peft.state import use_adapter
+
+    run = lambda: run_harness(model, tokenizer, FLAGS.harness, FLAGS.harness_include, FLAGS.harness_limit, seed=seed)
+    results = {"tuned": run()}
+    if FLAGS.baseline:
+        with use_adapter(model, None):
+            results["base"] = run()
+    for task, metrics in results["tuned"].items():
+        for name, value in metrics.items():
+            line = f"{task:>20} {name:>12}: {value:8.4f}"
+            if "base" in results:
+                base = results["base"][task][name]
+                line += f"   base {base:8.4f}   change {value - base:+.4f}"
+            print(line)
+    print(f"wrote {write_json(f'{out}/harness.json', {'tasks': FLAGS.harness, 'limit': FLAGS.harness_limit, **results})}")

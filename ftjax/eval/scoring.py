@@ -19,13 +19,14 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from ftjax.loss import target_positions, token_nll
+from ftjax.loss import target_positions, token_nll_hits
 from ftjax.models.generate import bucket
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))
 def _nll(graphdef, state, ids, mask, index, valid, chunk: int):
-    """Per-row (NLL sum, target count); index/valid [k]: flat positions (into b * t) whose next token is a target."""
+    """Per-row (NLL sum, target count, targets that are the argmax); index/valid [k]: flat positions (into b * t)
+    whose next token is a target."""
     model = nnx.merge(graphdef, state)
     positions = jnp.maximum(jnp.cumsum(mask, -1) - 1, 0).astype(jnp.int32)
     h, _ = model.hidden_states(ids, positions=positions, attention_mask=mask)
@@ -36,19 +37,28 @@ def _nll(graphdef, state, ids, mask, index, valid, chunk: int):
     index, valid = jnp.pad(index, (0, pad)), jnp.pad(valid, (0, pad))
     hs = jnp.take(h.reshape(-1, d), index, axis=0).reshape(-1, chunk, d)
     ys = jnp.take(targets, index).reshape(-1, chunk)
-    nll = jax.lax.map(lambda x: token_nll(model.logits(x[0]), x[1]), (hs, ys)).reshape(-1)
+    nll, hit = jax.lax.map(lambda x: token_nll_hits(model.logits(x[0]), x[1]), (hs, ys))
+    nll, hit = nll.reshape(-1), hit.reshape(-1)
     rows = index // t
     return (jax.ops.segment_sum(jnp.where(valid, nll, 0.0), rows, b),
-            jax.ops.segment_sum(valid.astype(jnp.int32), rows, b))
+            jax.ops.segment_sum(valid.astype(jnp.int32), rows, b),
+            jax.ops.segment_sum((valid & hit).astype(jnp.int32), rows, b))
 
 
 def sequence_nll(model: nnx.Module, examples: Sequence[dict], batch_size: int = 16, pad_id: int = 0,
                  chunk: int = 64, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(summed NLL [n], target token count [n]) for examples {"input_ids", "loss_mask"} (ftjax.data.encode)."""
+    return sequence_scores(model, examples, batch_size, pad_id, chunk, progress)[:2]
+
+
+def sequence_scores(model: nnx.Module, examples: Sequence[dict], batch_size: int = 16, pad_id: int = 0,
+                    chunk: int = 64, progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sequence_nll's figures and, per example, how many target tokens are the model's argmax (all of them:
+    greedy decoding would produce the target)."""
     if not examples:
-        return np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0)
     graphdef, state = nnx.split(model)
-    nll, count = [], []
+    nll, count, hits = [], [], []
     for i in tqdm(range(0, len(examples), batch_size), desc="score", unit="batch", file=sys.stderr, leave=False,
                   disable=not progress or len(examples) <= batch_size):
         batch = list(examples[i:i + batch_size])
@@ -63,8 +73,9 @@ def sequence_nll(model: nnx.Module, examples: Sequence[dict], batch_size: int = 
             ids[j, :n], mask[j, :n] = e["input_ids"], True
             predicts[j, :n - 1] = np.asarray(e["loss_mask"][1:], bool)
         index, valid = target_positions(predicts)
-        s, k = _nll(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(index), jnp.asarray(valid),
-                    min(chunk, index.shape[0]))
+        s, k, h = _nll(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(index),
+                       jnp.asarray(valid), min(chunk, index.shape[0]))
         nll.append(np.asarray(s)[:real])
         count.append(np.asarray(k)[:real])
-    return np.concatenate(nll).astype(np.float64), np.concatenate(count).astype(np.float64)
+        hits.append(np.asarray(h)[:real])
+    return tuple(np.concatenate(x).astype(np.float64) for x in (nll, count, hits))
