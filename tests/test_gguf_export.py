@@ -151,7 +151,7 @@ def test_lora_adapter_gguf_holds_the_factors_llama_cpp_applies(source, tmp_path)
     from flax import nnx
 
     from ftjax.models.gguf import _unpermute_rope
-    from ftjax.models.gguf_export import write_gguf_lora
+    from ftjax.peft.gguf_lora import write_gguf_lora
     from ftjax.peft.apply import apply_peft, find_targets
     from ftjax.peft.apply import _module as module_at
 

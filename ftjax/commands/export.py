@@ -123,7 +123,7 @@ def write_gguf_folder(model, out: str, tokenizer, weights: str, overwrite: bool)
 def write_gguf_lora_folder(model, name: str, out: str, weights: str, overwrite: bool):
     """OUT/adapter-TYPE.gguf: the LoRA alone, for llama.cpp's --lora on the base model's GGUF."""
     from ftjax.io import atomic_dir
-    from ftjax.models.gguf_export import write_gguf_lora
+    from ftjax.peft.gguf_lora import write_gguf_lora
 
     with atomic_dir(out, overwrite) as tmp:
         write_gguf_lora(model, tmp / f"adapter-{weights}.gguf", name, weights)
