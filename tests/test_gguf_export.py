@@ -33,7 +33,13 @@ CASES = {
                                         sliding_window=4, layer_types=["sliding_attention", "full_attention",
                                                                        "sliding_attention"],
                                         rope_theta=1e4, rope_local_base_freq=100.0), "gemma"),
+    # llama.cpp's (and transformers' GGUF reader's) Gemma 3 defaults: every 6th layer global, local base 1e4,
+    # query scale 1/sqrt(head_dim) with head_dim 256
+    "gemma3_defaults": ("Gemma3TextConfig", dict(_SMALL, num_hidden_layers=7, head_dim=256,
+                                                 query_pre_attn_scalar=256, sliding_window=4, rope_theta=1e6,
+                                                 rope_local_base_freq=1e4), "gemma"),
 }
+TRANSFORMERS_READS = ("llama", "gemma3_defaults")  # transformers' GGUF reader cannot state the others
 IDS = np.asarray([[5, 9, 31, 7, 22, 40, 41, 3, 19]], np.int32)
 
 
@@ -79,7 +85,7 @@ def test_f32_export_reads_back_exactly(source, case, tmp_path):
     for text in TEXTS:
         assert again(text)["input_ids"] == tok(text)["input_ids"], text
     assert again.chat_template == tok.chat_template
-    if case == "llama":  # transformers' own GGUF loader reads the same model
+    if case in TRANSFORMERS_READS:  # transformers' own GGUF loader reads the same model
         theirs = transformers.AutoModelForCausalLM.from_pretrained(out.parent, gguf_file=out.name).eval()
         with torch.no_grad():
             want = hf(torch.tensor(IDS, dtype=torch.long)).logits.numpy()
