@@ -78,5 +78,5 @@ def test_eval_harness_on_a_run_and_its_base(tiny_model_dir, task_dir, tmp_path):
     report = json.loads((tmp_path / "run" / "eval" / "harness.json").read_text())
     assert 0 <= report["tuned"]["tiny_words"]["acc"] <= 1 and "acc" in report["base"]["tiny_words"]
     assert "change" in done.stdout
-    bad = run_ftjax("eval", f"--workdir={tmp_path / 'run'}", "--harness=no_such_task", "--split=test", check=False)
-    assert bad.returncode == 2 and "not an lm-eval task" in bad.stderr.strip().splitlines()[-1]
+    with pytest.raises(ValueError, match="'no_such_task' is not an lm-eval task"):
+        run_harness(M.from_pretrained(tiny_model_dir), load_tokenizer(tiny_model_dir), ["no_such_task"])

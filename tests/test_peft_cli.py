@@ -25,7 +25,7 @@ def test_export_command(hf_folder, tmp_path):
     out = tmp_path / "out"
     proc = ftjax("export", f"--model={path}", f"--adapter={adapter}", "--format=peft", f"--out={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folder left
     assert max_diff(peft_logits(hf, out), logits(model)) <= 1e-4
 

@@ -29,11 +29,10 @@ def _adapted(path, peft, quantize="none"):
 
 
 @pytest.mark.parametrize("family,peft,quantize", [
-    ("llama", {"method": "lora", "rank": 4, "init": "gaussian"}, "none"),
     ("gemma3_text", {"method": "dora", "rank": 4, "init": "gaussian"}, "none"),  # local/global rope and windows
     ("gpt2", {"method": "ia3"}, "none"),
     ("mistral", {"method": "prefix", "num_virtual_tokens": 3}, "none"),
-    ("llama", {"method": "lora", "rank": 4, "init": "gaussian"}, "int8"),
+    ("llama", {"method": "lora", "rank": 4, "init": "gaussian"}, "int8"),  # LoRA on a quantised base
 ])
 def test_stacked_blocks_compute_what_the_loop_computes(hf_folder, family, peft, quantize):
     _, path = hf_folder(family)
@@ -70,7 +69,7 @@ def test_stacked_beam_search_reorders_the_stacked_cache(hf_folder):
     assert beam_search(model, prompts, Beam(num_beams=3, max_new_tokens=5)) == want
 
 
-@pytest.mark.parametrize("remat", ["none", "dots"])
+@pytest.mark.parametrize("remat", ["dots"])  # without remat: the sharded run below has equal losses step by step
 def test_scanned_gradients_equal_unrolled(hf_folder, remat):
     _, path = hf_folder("gemma3_text")
     ids, mask, positions = padded_batch()
