@@ -42,6 +42,12 @@ def token_nll(logits: Array, targets: Array, smoothing: float = 0.0) -> Array:
 def token_nll_hits(logits: Array, targets: Array, smoothing: float = 0.0) -> tuple[Array, Array]:
     """(token_nll, whether the target has the top logit) from one max over the vocabulary: an argmax of its own
     cost as much as the log-sum-exp on a 262k-entry head."""
+    nll, hit, _ = _nll_hits_lse(logits, targets, smoothing)
+    return nll, hit
+
+
+def _nll_hits_lse(logits: Array, targets: Array, smoothing: float) -> tuple[Array, Array, Array]:
+    """token_nll_hits and the log-sum-exp it is built on (the fused head's softmax is exp(logits - lse))."""
     logits = logits.astype(jnp.float32)
     top = jax.lax.stop_gradient(jnp.max(logits, -1))
     lse = top + jnp.log(jnp.sum(jnp.exp(logits - top[..., None]), -1))
@@ -49,7 +55,7 @@ def token_nll_hits(logits: Array, targets: Array, smoothing: float = 0.0) -> tup
     nll = lse - picked
     if smoothing:
         nll = (1 - smoothing) * nll + smoothing * (lse - logits.mean(-1))
-    return nll, picked >= top
+    return nll, picked >= top, lse
 
 
 def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Array, index: Array, valid: Array,
@@ -101,8 +107,7 @@ def _fused_nll(head: Callable[[Array], Array], h: Array, y: Array, m: Array, smo
     pass of a gradient computation also forms dNLL/dh: d logits = softmax - (1 - e) onehot - e / V at valid
     rows, pulled back through the head; the backward pass only scales it."""
 
-    def sums(out: Array, yc: Array, mc: Array) -> tuple[Array, Array]:
-        nll, hit = token_nll_hits(out, yc, smoothing)
+    def sums(nll: Array, hit: Array, mc: Array) -> tuple[Array, Array]:
         return jnp.sum(nll * mc), jnp.sum(hit & mc)
 
     def scan_chunks(one: Callable, h: Array) -> tuple[tuple[Array, Array], Array | None]:
@@ -114,17 +119,17 @@ def _fused_nll(head: Callable[[Array], Array], h: Array, y: Array, m: Array, smo
 
     @jax.custom_vjp
     def run(h: Array) -> tuple[Array, Array]:
-        return scan_chunks(lambda hc, yc, mc: (sums(head(hc), yc, mc), None), h)[0]
+        return scan_chunks(lambda hc, yc, mc: (sums(*token_nll_hits(head(hc), yc, smoothing), mc), None), h)[0]
 
     def forward(h: Array) -> tuple[tuple[Array, Array], Array]:
         def one(hc, yc, mc):
             out, pullback = jax.vjp(head, hc)
             logits = out.astype(jnp.float32)
-            vocab = logits.shape[-1]
+            nll, hit, lse = _nll_hits_lse(logits, yc, smoothing)
             mf = mc.astype(jnp.float32)[:, None]
-            d = (jax.nn.softmax(logits, -1) - smoothing / vocab) * mf
+            d = (jnp.exp(logits - lse[:, None]) - smoothing / logits.shape[-1]) * mf  # softmax, from the lse
             d = d.at[jnp.arange(d.shape[0]), yc].add(-(1 - smoothing) * mf[:, 0])
-            return sums(logits, yc, mc), pullback(d.astype(out.dtype))[0]
+            return sums(nll, hit, mc), pullback(d.astype(out.dtype))[0]
 
         return scan_chunks(one, h)
 

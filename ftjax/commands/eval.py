@@ -184,4 +184,5 @@ def _harness(model, tokenizer, out: str, seed: int) -> None:
                 base = results["base"][task][name]
                 line += f"   base {base:8.4f}   change {value - base:+.4f}"
             print(line)
-    print(f"wrote {write_json(f'{out}/harness.json', {'tasks': FLAGS.harness, 'limit': FLAGS.harness_limit, **results})}")
+    path = write_json(f"{out}/harness.json", {"tasks": FLAGS.harness, "limit": FLAGS.harness_limit, **results})
+    print(f"wrote {path}")

@@ -86,11 +86,17 @@ def main(argv: list[str]) -> None:
         out = export_peft(model, FLAGS.out, name, base_model_name_or_path=base, overwrite=FLAGS.overwrite)
     elif FLAGS.format == "adapter":
         out = save_adapter(model, FLAGS.out, name, overwrite=FLAGS.overwrite)
-    elif FLAGS.format == "gguf":
-        out = write_gguf_folder(merged_model(model, name) if name else model, FLAGS.out, load_tokenizer(base),
-                                FLAGS.gguf_type, FLAGS.overwrite)
-    elif FLAGS.format == "gguf_lora":
-        out = write_gguf_lora_folder(model, name, FLAGS.out, FLAGS.gguf_type, FLAGS.overwrite)
+    elif FLAGS.format == "gguf":  # OUT/model-TYPE.gguf for llama.cpp and Ollama (a Modelfile's FROM)
+        from ftjax.models.gguf_export import write_gguf
+
+        plain, tokenizer = merged_model(model, name) if name else model, load_tokenizer(base)
+        out = gguf_in_folder(f"model-{FLAGS.gguf_type}.gguf",
+                             lambda p: write_gguf(plain, p, tokenizer, FLAGS.gguf_type))
+    elif FLAGS.format == "gguf_lora":  # OUT/adapter-TYPE.gguf, for llama.cpp's --lora on the base model's GGUF
+        from ftjax.peft.gguf_lora import write_gguf_lora
+
+        out = gguf_in_folder(f"adapter-{FLAGS.gguf_type}.gguf",
+                             lambda p: write_gguf_lora(model, p, name, FLAGS.gguf_type))
     else:
         out = save_pretrained(merged_model(model, name) if name else model, FLAGS.out,
                               tokenizer=load_tokenizer(base), overwrite=FLAGS.overwrite)
@@ -110,21 +116,10 @@ def keep_task_head(model, config, task: str) -> None:
     model.heads = nnx.Dict({keep: model.heads[keep]}) if keep != "lm" else None
 
 
-def write_gguf_folder(model, out: str, tokenizer, weights: str, overwrite: bool):
-    """OUT/model-TYPE.gguf: the merged model for llama.cpp and Ollama (`ollama create -f` a Modelfile naming it)."""
+def gguf_in_folder(filename: str, write) -> Path:
+    """--out/filename, written by `write(path)` inside a folder that appears only when complete."""
     from ftjax.io import atomic_dir
-    from ftjax.models.gguf_export import write_gguf
 
-    with atomic_dir(out, overwrite) as tmp:
-        write_gguf(model, tmp / f"model-{weights}.gguf", tokenizer, weights)
-    return Path(out) / f"model-{weights}.gguf"
-
-
-def write_gguf_lora_folder(model, name: str, out: str, weights: str, overwrite: bool):
-    """OUT/adapter-TYPE.gguf: the LoRA alone, for llama.cpp's --lora on the base model's GGUF."""
-    from ftjax.io import atomic_dir
-    from ftjax.peft.gguf_lora import write_gguf_lora
-
-    with atomic_dir(out, overwrite) as tmp:
-        write_gguf_lora(model, tmp / f"adapter-{weights}.gguf", name, weights)
-    return Path(out) / f"adapter-{weights}.gguf"
+    with atomic_dir(FLAGS.out, FLAGS.overwrite) as tmp:
+        write(tmp / filename)
+    return Path(FLAGS.out) / filename

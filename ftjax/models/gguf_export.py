@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,38 +44,63 @@ def write_gguf(model: Any, path: str | os.PathLike, tokenizer: Any, weights: str
     the GGUF file `path`, which appears only when complete."""
     if weights not in TYPES:
         raise ValueError(f"GGUF weights {weights!r}; choose from {', '.join(TYPES)}")
-    hf = model.hf_config
-    model_type = hf.get("model_type")
-    if model_type not in ARCHS:
-        raise ValueError(f"GGUF export supports {', '.join(sorted(ARCHS))}; this model is {model_type!r}")
     if getattr(model, "heads", None) is not None:
         raise ValueError("a task head has no GGUF form; export a classifier with --format=merged or --format=peft")
-    arch = ARCHS[model_type]
-    cfg = model.config
-    writer_meta = _metadata(hf, cfg, arch, name or hf.get("_name_or_path") or f"ftjax {model_type}")
+    arch, names = gguf_arch(model)
+    hf, cfg = model.hf_config, model.config
+    writer_meta = _metadata(hf, cfg, arch, name or hf.get("_name_or_path") or f"ftjax {hf['model_type']}")
     vocab = _vocabulary(tokenizer, arch, cfg.vocab_size)
     state = to_hf_state_dict(model)
-    names = gguf.get_tensor_name_map(next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch), cfg.num_layers)
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        w = gguf.GGUFWriter(tmp, arch)
+    if hf.get("tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+
+    def fill(w: gguf.GGUFWriter) -> None:
         for key, value in writer_meta.items():
             getattr(w, f"add_{key}")(value)
         w.add_file_type(FILE_TYPES[weights])
         for key, value in vocab.items():
             getattr(w, f"add_{key}")(value)
-        if hf.get("tie_word_embeddings", False):
-            state.pop("lm_head.weight", None)
         for hf_name, array in state.items():
             w.add_tensor(*_tensor(names, hf_name, array, arch, cfg, weights))
-        rope_freqs = _llama3_divisors(hf, cfg) if arch == "llama" else None
+        rope_freqs = _llama3_divisors(cfg) if arch == "llama" else None
         if rope_freqs is not None:
             w.add_tensor("rope_freqs.weight", rope_freqs)
+
+    return write_file(path, arch, fill)
+
+
+def gguf_arch(model: Any) -> tuple[str, Any]:
+    """(GGUF `general.architecture`, the `gguf` package's tensor-name map) of a model; other families refused."""
+    model_type = model.hf_config.get("model_type")
+    if model_type not in ARCHS:
+        raise ValueError(f"GGUF export supports {', '.join(sorted(ARCHS))}; this model is {model_type!r}")
+    arch = ARCHS[model_type]
+    key = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
+    return arch, gguf.get_tensor_name_map(key, model.config.num_layers)
+
+
+def write_file(path: str | os.PathLike, arch: str, fill: Callable[[gguf.GGUFWriter], None]) -> Path:
+    """A GGUF file at `path`, its metadata and tensors added by `fill(writer)`; it appears only when complete."""
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        w = gguf.GGUFWriter(tmp, arch)
+        fill(w)
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
         w.close()
     return path
+
+
+def permute_rope_rows(a: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's permutation of Llama's Q/K output rows: HF's rotate-half pairs -> GGML's interleaved pairs (the
+    inverse of gguf.py's `_unpermute_rope`)."""
+    return a.reshape(heads, 2, a.shape[0] // heads // 2, *a.shape[1:]).swapaxes(1, 2).reshape(a.shape)
+
+
+def encoded(a: np.ndarray, weights: str) -> tuple:
+    """`GGUFWriter.add_tensor`'s array (and raw shape, type) after it: float32 as is, else quantised."""
+    return (a,) if weights == "f32" else (gguf.quants.quantize(a, TYPES[weights]), None, TYPES[weights])
 
 
 def _tensor(names: Any, hf_name: str, a: np.ndarray, arch: str, cfg: Any, weights: str) -> tuple:
@@ -83,15 +109,13 @@ def _tensor(names: Any, hf_name: str, a: np.ndarray, arch: str, cfg: Any, weight
         raise ValueError(f"{hf_name} has no GGUF name for {arch}")
     a = np.asarray(a, np.float32)
     kind = name.rsplit(".", 2)[-2]
-    if arch == "llama" and kind in ("attn_q", "attn_k"):  # HF rotate-half rows -> GGML's interleaved pairs
-        heads = cfg.num_heads if kind == "attn_q" else cfg.num_kv_heads
-        a = a.reshape(heads, 2, a.shape[0] // heads // 2, *a.shape[1:]).swapaxes(1, 2).reshape(a.shape)
+    if arch == "llama" and kind in ("attn_q", "attn_k"):
+        a = permute_rope_rows(a, cfg.num_heads if kind == "attn_q" else cfg.num_kv_heads)
     if arch.startswith("gemma") and kind.endswith("norm"):
         a = a + 1.0  # llama.cpp multiplies by w; Gemma's HF norm by 1 + w
-    if a.ndim < 2 or weights == "f32":
+    if a.ndim < 2:
         return name, a
-    kind = "f16" if weights == "q8_0" and a.shape[-1] % 32 else weights
-    return name, gguf.quants.quantize(a, TYPES[kind]), None, TYPES[kind]
+    return (name, *encoded(a, "f16" if weights == "q8_0" and a.shape[-1] % 32 else weights))
 
 
 def _metadata(hf: dict, cfg: Any, arch: str, name: str) -> dict[str, Any]:
@@ -142,7 +166,7 @@ def _metadata(hf: dict, cfg: Any, arch: str, name: str) -> dict[str, Any]:
     return meta
 
 
-def _llama3_divisors(hf: dict, cfg: Any) -> np.ndarray | None:
+def _llama3_divisors(cfg: Any) -> np.ndarray | None:
     """llama.cpp's `rope_freqs`: what each default rotary frequency is divided by under Llama 3 scaling."""
     rope = cfg.rope
     if rope is None or rope.type != "llama3":

@@ -15,6 +15,7 @@ Every linear layer is a `layers.Linear`, which adapters wrap in place.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,3 +31,9 @@ class Layout:
     def attention_path(self, layer: int) -> str:
         """Dotted module path of block `layer`'s attention, from the LM."""
         return f"{self.backbone}.{self.blocks}.{layer}.{self.attention}"
+
+
+def is_output_head(path: tuple[Any, ...], shape: tuple[int, ...], cfg: Any, head: str = "lm_head") -> bool:
+    """Whether the parameter at `path` is the output head: the LM head's, or the embedding when it is tied."""
+    keys = [str(k) for k in path]
+    return keys[0] == head or (cfg.tie_embeddings and keys[-1] == "embedding" and shape[0] == cfg.vocab_size)

@@ -63,8 +63,7 @@ def stack_blocks(model: nnx.Module) -> None:
         if g != graphdef:
             raise ValueError(f"model.scan_layers needs every block built alike; block {i} differs from block 0 "
                              "(an adapter or target pattern that covers only some layers); set model.scan_layers=False")
-    states = [s for _, s in splits]
-    flat = [nnx.to_flat_state(s) for s in states]
+    flat = [nnx.to_flat_state(s) for _, s in splits]
     stacked = []
     for j, (path, var) in enumerate(flat[0]):
         value = jax.tree.map(lambda *xs: jnp.stack(xs), *(f[j][1].get_value() for f in flat))

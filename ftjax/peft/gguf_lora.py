@@ -10,8 +10,8 @@ from typing import Any
 import gguf
 import numpy as np
 
-from ftjax.io import atomic_file
-from ftjax.models.gguf_export import ARCHS, TYPES
+from ftjax.models.gguf_export import encoded, gguf_arch, permute_rope_rows, write_file
+from ftjax.peft.lora import lora_scale
 from ftjax.peft.state import adapter_arrays
 
 
@@ -27,15 +27,11 @@ def write_gguf_lora(model: Any, path: str | os.PathLike, name: str | None = None
         what = "PiSSA" if spec.init == "pissa" else "unfrozen base weights" if spec.unfrozen else spec.method
         raise ValueError(f"a GGUF LoRA adapter holds plain LoRA factors only, not {what}; export the merged model "
                          "with --format=gguf")
-    model_type = model.hf_config.get("model_type")
-    if model_type not in ARCHS:
-        raise ValueError(f"GGUF export supports {', '.join(sorted(ARCHS))}; this model is {model_type!r}")
-    arch, cfg = ARCHS[model_type], model.config
-    names = gguf.get_tensor_name_map(next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch), cfg.num_layers)
-    scale = spec.alpha / (spec.rank ** 0.5 if spec.rslora else spec.rank)
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        w = gguf.GGUFWriter(tmp, arch)
+    arch, names = gguf_arch(model)
+    cfg = model.config
+    scale = lora_scale(spec.alpha, spec.rank, spec.rslora)
+
+    def fill(w: gguf.GGUFWriter) -> None:
         w.add_string("general.type", "adapter")
         w.add_string("adapter.type", "lora")
         w.add_float32("adapter.lora.alpha", float(scale * spec.rank))
@@ -47,16 +43,8 @@ def write_gguf_lora(model: Any, path: str | os.PathLike, name: str | None = None
             b = np.asarray(tensors[f"{target}.lora_b"], np.float32).T  # [out, r]
             kind = gguf_name.rsplit(".", 2)[-2]
             if arch == "llama" and kind in ("attn_q", "attn_k"):
-                heads = cfg.num_heads if kind == "attn_q" else cfg.num_kv_heads
-                b = b.reshape(heads, 2, b.shape[0] // heads // 2, b.shape[1]).swapaxes(1, 2).reshape(b.shape)
+                b = permute_rope_rows(b, cfg.num_heads if kind == "attn_q" else cfg.num_kv_heads)
             for suffix, array in (("lora_a", a), ("lora_b", b)):
-                if weights == "f32":
-                    w.add_tensor(f"{gguf_name}.{suffix}", np.ascontiguousarray(array))
-                else:
-                    w.add_tensor(f"{gguf_name}.{suffix}", gguf.quants.quantize(array, TYPES[weights]), None,
-                                 TYPES[weights])
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
-    return path
+                w.add_tensor(f"{gguf_name}.{suffix}", *encoded(np.ascontiguousarray(array), weights))
+
+    return write_file(path, arch, fill)

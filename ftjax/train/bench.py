@@ -33,6 +33,7 @@ from flax import nnx
 from ftjax import sharding
 from ftjax.memory import peak_memory
 from ftjax.models.config import ModelConfig
+from ftjax.models.hooks import is_output_head
 from ftjax.train.batches import load_data, step_batch, train_batches
 from ftjax.train.config import check
 from ftjax.train.setup import setup
@@ -77,8 +78,7 @@ def matmul_params(cfg: ModelConfig, state: TrainState, adapter: str) -> tuple[in
     for i, state in enumerate((state.frozen, state.trainable)):
         for path, v in nnx.to_flat_state(state):
             keys = [str(k) for k in path]
-            if keys[0] == "lm_head" or (cfg.tie_embeddings and keys[-1] == "embedding"
-                                        and v.shape[0] == cfg.vocab_size):
+            if is_output_head(path, v.shape, cfg):
                 head_trains |= bool(i)
             elif keys[-1] in MATMULS and ("adapters" not in keys or keys[keys.index("adapters") + 1] == adapter):
                 counts[i] += math.prod(v.shape)

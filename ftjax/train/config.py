@@ -5,9 +5,9 @@
     learning_rate, schedule (constant | linear | cosine), warmup_steps, weight_decay, max_grad_norm
     eval_every, eval_batch_size    validation cadence and batch
     log_every, seed, loss_chunk    metric log cadence, the run's seed, target positions per head chunk
-    log_to, tracking           trackers beside metrics.jsonl and TensorBoard: "mlflow", "wandb" or both; tracking.
-                               mlflow_uri ("" = the SQLite store WORKDIR/mlflow.db), experiment, wandb_project, wandb_mode
-                               (offline | online | disabled); trackers.py
+    log_to, tracking           trackers beside metrics.jsonl and TensorBoard: "mlflow", "wandb" or both;
+                               tracking.mlflow_uri ("" = the SQLite store WORKDIR/mlflow.db), experiment,
+                               wandb_project, wandb_mode (offline | online | disabled); trackers.py
     early_stopping             metric (val_loss, val_<task metric>; in a multi-task run TASK/val_..., the mean
                                val_loss, or a weighted sum W*NAME+W*NAME), mode (min | max), patience (0 = off),
                                min_delta

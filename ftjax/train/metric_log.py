@@ -24,7 +24,8 @@ class MetricWriter:
     """One interface for every sink: metrics.jsonl, TensorBoard, and the trackers `train.log_to` names
     (trackers.py: MLflow, W&B), given the run `config`."""
 
-    def __init__(self, workdir: str | os.PathLike, resume_step: int = 0, config: ml_collections.ConfigDict | None = None):
+    def __init__(self, workdir: str | os.PathLike, resume_step: int = 0,
+                 config: ml_collections.ConfigDict | None = None):
         self.enabled = jax.process_index() == 0
         wd = Workdir(workdir)
         self.path = wd.metrics

@@ -13,6 +13,7 @@ from flax import nnx
 
 from ftjax.loss import target_loss_sums
 from ftjax.models.heads import RegressionHead, pool
+from ftjax.models.hooks import is_output_head
 from ftjax.train.state import TrainState
 
 def _loss_sums(model, batch, chunk: int, head: str, smoothing: float, trainable: nnx.State | None = None):
@@ -31,13 +32,8 @@ def _loss_sums(model, batch, chunk: int, head: str, smoothing: float, trainable:
 def lm_head_trains(model: nnx.Module, trainable: nnx.State) -> bool:
     """Whether any trainable parameter sits in the LM head (the embedding, when tied): then the loss must be
     differentiated through the head's weights and the fused head gradient (loss.py) does not apply."""
-    cfg, layout = model.config, model.layout
-    for path, var in nnx.to_flat_state(trainable):
-        keys = [str(k) for k in path]
-        if keys[0] == layout.head or (cfg.tie_embeddings and keys[-1] == "embedding"
-                                      and var.shape[0] == cfg.vocab_size):
-            return True
-    return False
+    return any(is_output_head(path, var.shape, model.config, model.layout.head)
+               for path, var in nnx.to_flat_state(trainable))
 
 
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, chunk: int, head: str = "lm",

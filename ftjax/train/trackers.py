@@ -1,9 +1,9 @@
 """Experiment trackers beside metrics.jsonl and TensorBoard: MLflow and Weights & Biases, chosen by
 `train.log_to` ("mlflow", "wandb" or both, comma-separated; optional extra `ftjax[tracking]`). One interface:
 `log(step, metrics)` and `close()`. MLflow writes to a SQLite store, WORKDIR/mlflow.db, unless
-`train.tracking.mlflow_uri` names a tracking server (MLflow 3 refuses new file stores); W&B runs `offline` by default (`train.tracking.wandb_mode`),
-its files under WORKDIR/wandb for `wandb sync`. A resumed run continues the same tracker runs: their ids are
-kept in WORKDIR/trackers.json.
+`train.tracking.mlflow_uri` names a tracking server (MLflow 3 refuses new file stores); W&B runs `offline` by
+default (`train.tracking.wandb_mode`), its files under WORKDIR/wandb for `wandb sync`. A resumed run continues
+the same tracker runs: their ids are kept in WORKDIR/trackers.json.
 """
 
 from __future__ import annotations
