@@ -25,6 +25,9 @@ COMMANDS = {
     "params": "trainable vs total parameters and adapter size per fine-tuning method",
     "sweep": "hyperparameter sweeps and ablations on Optuna (grid, random, TPE; pruning; resumable, multi-worker)",
     "select-base": "rank candidate base models on a task (zero/few-shot or a short probe run) by quality and cost",
+    "monitor": "production monitoring: input drift against the training data, task quality decay over time",
+    "registry": "the model registry on MLflow: register, list, show, promote, rollback, pull versions",
+    "refresh": "re-fine-tune the champion on old + new data; promote only a measured gain without forgetting",
     "demo": "the main job on the embedded default (what `make demo` runs)",
 }
 # What bad input raises in ftjax (and in the libraries reading a user's files): one line, exit 2. Anything else

@@ -14,6 +14,7 @@ are read here too, so that a malformed line is an error naming file:line.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -146,3 +147,12 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         if not isinstance(row, dict):
             raise ValueError(f"{p}:{n}: expected a JSON object, got {type(row).__name__}")
         yield n, row
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The hex SHA-256 of a file's bytes (a data fingerprint)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

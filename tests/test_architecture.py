@@ -23,7 +23,8 @@ LAYERS = [
     {"data", "peft"},  # data sources and encoders (they tokenize); PEFT methods (on the models' hooks)
     {"tasks"},  # named tasks (data, head and metrics blocks) and mixture rates
     {"train", "eval"},  # the trainer; evaluation. Neither imports the other.
-    {"review", "sweep"},  # human review sheets (built from eval results); sweeps over train runs
+    {"review", "sweep", "monitor", "registry"},  # human review sheets (built from eval results); sweeps over train runs;
+    # drift and quality monitoring (eval's predictions over time); the MLflow model registry and refresh
     {"commands"},  # one thin module per subcommand: the only place train and eval meet
     {"cli"},
     {"__main__"},

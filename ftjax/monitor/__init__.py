@@ -1,0 +1,1 @@
+"""Production monitoring: input drift against the training data, and task quality over time."""
