@@ -151,7 +151,8 @@ def recover(study: Any, storage: Any) -> None:
 
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if t.user_attrs.get("host") == host and not alive(t.user_attrs.get("pid")):
+        pid = t.user_attrs.get("pid")  # None: its worker is still writing its owner attributes
+        if t.user_attrs.get("host") == host and pid is not None and not alive(pid):
             if storage.set_trial_state_values(trial_id(storage, study, t.number), optuna.trial.TrialState.FAIL):
                 requeue(study, t)
     optuna.storages.fail_stale_trials(study)
@@ -201,7 +202,8 @@ def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trial
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             break
         workdir = trial.user_attrs.get("workdir") or f"trials/{trial.number:04d}"
-        for key, value in {"workdir": workdir, "host": socket.gethostname(), "pid": os.getpid()}.items():
+        # pid before host: recover() judges a trial of this host by its pid, so it must never see host alone
+        for key, value in {"workdir": workdir, "pid": os.getpid(), "host": socket.gethostname()}.items():
             trial.set_user_attr(key, value)
         settings = overrides | {k: trial.params[k] for k in space}
         bar.write(f"trial {trial.number}: " + " ".join(f"{k}={v}" for k, v in settings.items()))
