@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?= -n 2
 
-.PHONY: test demo slow clean
+.PHONY: test test-long demo slow clean
 
 $(VENV)/.installed-test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.installed-demo: pyproject.toml
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the whole-command runs and wide parity sweeps that the default suite leaves out to stay under 10 minutes
+test-long: $(VENV)/.installed-test
+	$(PY) -m pytest -q $(PYTEST_ARGS) -m long
 
 slow: $(VENV)/.installed-test $(VENV)/.installed-demo
 	$(PY) -m pytest -q -m slow

@@ -59,9 +59,11 @@ def _nll_hits_lse(logits: Array, targets: Array, smoothing: float) -> tuple[Arra
 
 
 def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Array, index: Array, valid: Array,
-                     chunk: int = 256, smoothing: float = 0.0, values: Array | None = None, fused: bool = False
-                     ) -> tuple[Array, Array, Array]:
-    """(sum of NLL, number of targets, number of argmax hits) over the gathered target positions.
+                     chunk: int = 256, smoothing: float = 0.0, values: Array | None = None, fused: bool = False,
+                     weights: Array | None = None) -> tuple[Array, Array, Array]:
+    """(sum of NLL, number of targets, number of argmax hits) over the gathered target positions; with
+    `weights` [k] (each target's example weight, e.g. synthetic rows down-weighted) the NLL sum and the target
+    count are weighted, so their ratio is the weighted mean.
 
     hidden [b, t, d], targets [b, t], index/valid [k] (flat positions into b * t). Sums, not means, so that
     gradient accumulation can normalise by the total target count of all micro-batches. `head` is the LM head
@@ -78,19 +80,21 @@ def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Arr
     k = index.shape[0]
     chunk = min(chunk, k)
     pad = -k % chunk
-    h, y, m = (jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (h, y, valid))
+    w = valid if weights is None else valid * weights
+    count = jnp.sum(w).astype(jnp.float32)
+    h, y, m = (jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (h, y, w))
     n = (k + pad) // chunk
     if fused and values is None:
         nll, hits = _fused_nll(head, h.reshape(n, chunk, d), y.reshape(n, chunk), m.reshape(n, chunk), smoothing)
-        return nll, jnp.sum(valid).astype(jnp.float32), hits
+        return nll, count, hits
 
     @jax.checkpoint
     def one(h, y, m):
         out = head(h)
         if values is not None:
-            return jnp.sum(jnp.square(out[..., 0] - y.astype(jnp.float32)) * m), jnp.int32(0)
+            return _masked_sum(jnp.square(out[..., 0] - y.astype(jnp.float32)), m), jnp.int32(0)
         nll, hit = token_nll_hits(out, y, smoothing)
-        return jnp.sum(nll * m), jnp.sum(hit & m)
+        return _masked_sum(nll, m), jnp.sum(hit & (m > 0))
 
     def body(carry, xs):
         s, c = one(*xs)
@@ -98,17 +102,24 @@ def target_loss_sums(head: Callable[[Array], Array], hidden: Array, targets: Arr
 
     (nll, hits), _ = jax.lax.scan(body, (jnp.float32(0), jnp.int32(0)),
                                   (h.reshape(n, chunk, d), y.reshape(n, chunk), m.reshape(n, chunk)))
-    return nll, jnp.sum(valid).astype(jnp.float32), hits
+    return nll, count, hits
+
+
+def _masked_sum(x: Array, m: Array) -> Array:
+    """sum(x * m) over the targets (m > 0) only: off-target positions (padding gathers position 0, whose target
+    may be no class of a task head) can be NaN, and NaN * 0 is NaN."""
+    return jnp.sum(jnp.where(m > 0, x * m, 0.0))
 
 
 def _fused_nll(head: Callable[[Array], Array], h: Array, y: Array, m: Array, smoothing: float
                ) -> tuple[Array, Array]:
-    """(sum of NLL, argmax hits) over chunks h [n, c, d], y/m [n, c], differentiable in h only. The forward
+    """(sum of NLL, argmax hits) over chunks h [n, c, d], y/m [n, c] (m: a target's weight, 0 off
+    target), differentiable in h only. The forward
     pass of a gradient computation also forms dNLL/dh: d logits = softmax - (1 - e) onehot - e / V at valid
     rows, pulled back through the head; the backward pass only scales it."""
 
     def sums(nll: Array, hit: Array, mc: Array) -> tuple[Array, Array]:
-        return jnp.sum(nll * mc), jnp.sum(hit & mc)
+        return _masked_sum(nll, mc), jnp.sum(hit & (mc > 0))
 
     def scan_chunks(one: Callable, h: Array) -> tuple[tuple[Array, Array], Array | None]:
         def body(carry, xs):

@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# LLVM at -O0: the tests' programs are tiny, so compiling them costs far more than running them (~30% of the
+# suite's time); XLA's own optimisations (fusion, layout) still run, so what is tested is the same program.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
+                                   "--xla_llvm_disable_expensive_passes=true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # One persistent compilation cache for the session's processes (xdist workers and the commands tests start):
 # tests compile the same tiny steps many times over; the cache key is the program, so results are unchanged.

@@ -41,7 +41,7 @@ def test_xla_kernel_equals_reference(window, packed):
     np.testing.assert_allclose(np.asarray(out)[rows], np.asarray(ref)[rows], atol=2e-5)
 
 
-@pytest.mark.parametrize("family", ["llama", "mistral", "gemma3_text", "gpt2"])
+@pytest.mark.parametrize("family", ["mistral", *(pytest.param(f, marks=pytest.mark.long) for f in ("llama", "gemma3_text", "gpt2"))])
 def test_model_logits_and_cached_generation_agree_across_kernels(family, hf_folder):
     _, path = hf_folder(family)
     model = M.from_pretrained(path)

@@ -15,6 +15,7 @@ from conftest import ROOT
 HERE = ROOT / "experiments" / "bench_vs_peers"
 
 
+@pytest.mark.long
 def test_peft_and_ftjax_train_the_same_rows_to_the_same_first_loss(tiny_model_dir, tmp_path):
     """Both frameworks see identical batches and the same masked loss: their first losses (before any update)
     agree, both fall, and both report non-zero gradients. Tunix is skipped when its venv is absent."""
@@ -42,6 +43,7 @@ def test_peft_and_ftjax_train_the_same_rows_to_the_same_first_loss(tiny_model_di
     assert "| sft | ftjax | float32 | 2x32 |" in (out / "results.md").read_text()
 
 
+@pytest.mark.long
 def test_gpu_check_runs_on_cpu_with_tiny_shapes(tmp_path):
     done = subprocess.run(["bash", str(HERE / "gpu_check.sh"), str(tmp_path)], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "GPU_CHECK_ARGS": "--tiny",
@@ -53,6 +55,7 @@ def test_gpu_check_runs_on_cpu_with_tiny_shapes(tmp_path):
     assert run["loss_fell"] and 0 < run["mfu"] < 1 and run["lora_params"] > 0
 
 
+@pytest.mark.long
 def test_generation_benchmark_runs_both_and_they_agree_in_float32(tiny_model_dir, tmp_path):
     """ftjax's KV-cache generate and transformers' generate decode the same prompts; greedy float32 tokens are
     equal row for row on the tiny model."""

@@ -24,6 +24,7 @@ def test_chat_template_and_stop_tokens(model_dir):
     assert stop_token_ids(tok, (2,)) == (2,)
 
 
+@pytest.mark.long
 def test_generate_jsonl_matches_library(model_dir, tmp_path):
     prompts = tmp_path / "in.jsonl"
     rows = [{"prompt": "w1 w2 w3", "id": 1}, {"messages": [{"role": "user", "content": "w9"}], "id": 2}]
@@ -38,6 +39,7 @@ def test_generate_jsonl_matches_library(model_dir, tmp_path):
     assert [g["completion"] for g in got] == tok.batch_decode(expected, skip_special_tokens=True)
 
 
+@pytest.mark.long
 def test_generate_prompt_flag_prints(model_dir):
     proc = ftjax("generate", f"--model={model_dir}", "--prompt=w4 w5", "--max_new_tokens=3")
     assert len(proc.stdout.strip().split()) <= 3
@@ -45,8 +47,8 @@ def test_generate_prompt_flag_prints(model_dir):
 
 @pytest.mark.parametrize("args, message", [
     (["--prompts=/nonexistent.jsonl"], "no such file: /nonexistent.jsonl"),
-    (["--prompt=w1", "--top_p=0"], "0 < top_p <= 1"),
-    ([], "give --prompt"),
+    pytest.param(["--prompt=w1", "--top_p=0"], "0 < top_p <= 1", marks=pytest.mark.long),
+    pytest.param([], "give --prompt", marks=pytest.mark.long),
 ])
 def test_generate_bad_input_is_one_line(model_dir, args, message):
     proc = ftjax("generate", f"--model={model_dir}", *args, check=False)

@@ -57,8 +57,9 @@ def test_padded_and_packed_layout():
     for b in (padded, packed):
         assert {k: v.dtype.name for k, v in b.items()} == {
             "inputs": "int32", "targets": "int32", "loss_mask": "bool", "attention_mask": "bool",
-            "positions": "int32", "segment_ids": "int32", "values": "float32"}
+            "positions": "int32", "segment_ids": "int32", "values": "float32", "weights": "float32"}
         assert not b["values"].any()  # no regression examples
+        assert (b["weights"] == b["loss_mask"]).all()  # unweighted examples weigh 1 at their targets
     # a regression example's value sits where its one target is, packed or padded
     reg = [{"input_ids": [5, 6, 0], "loss_mask": [0, 0, 1], "value": 2.5},
            {"input_ids": [8, 9, 10, 0], "loss_mask": [0, 0, 0, 1], "value": -1.0}]

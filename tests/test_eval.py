@@ -32,6 +32,7 @@ def learnable_rows(rng, n):
     return out
 
 
+@pytest.mark.long
 def test_train_then_eval_against_baseline(tiny_model_dir, tmp_path):
     """Train (logging a generated validation metric and early-stopping on it), then `ftjax eval --baseline` on
     a test file: metrics with intervals, and the gain over the base model with a paired test."""
@@ -164,9 +165,10 @@ def test_base_model_switches_adapter_off_or_reloads(base):
 @pytest.mark.parametrize("args, message", [
     (["--workdir=/x", "--model=/y"], "not both"),
     (["--config.data.test=BAD", "--out=OUT"], "BAD:2: missing field 'completion'"),
-    (["--out=OUT"], "pass --config.data.test=PATH"),
-    (["--config.data.test=BAD", "--out=OUT", "--config.eval.bogus=1"], "bogus"),
-    (["--config.data.test=BAD", "--out=OUT", "--config.train.steps=3"], "unknown config key 'train'"),
+    pytest.param(["--out=OUT"], "pass --config.data.test=PATH", marks=pytest.mark.long),
+    pytest.param(["--config.data.test=BAD", "--out=OUT", "--config.eval.bogus=1"], "bogus", marks=pytest.mark.long),
+    pytest.param(["--config.data.test=BAD", "--out=OUT", "--config.train.steps=3"], "unknown config key 'train'",
+                 marks=pytest.mark.long),
 ])
 def test_eval_bad_input_is_one_line_and_writes_nothing(base, tmp_path, args, message):
     bad = tmp_path / "bad.jsonl"

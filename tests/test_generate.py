@@ -23,7 +23,7 @@ def hf_greedy(hf, prompts, n, eos):
     return [row[: row.index(eos)] if eos in row else row for row in new]
 
 
-@pytest.mark.parametrize("family", ["llama", "mistral", "qwen3", "gemma2", "gemma3_text", "gpt2"])
+@pytest.mark.parametrize("family", ["llama", "gemma3_text", *(pytest.param(f, marks=pytest.mark.long) for f in ("mistral", "qwen3", "gemma2", "gpt2"))])
 def test_greedy_matches_transformers(family, hf_folder):
     hf, path = hf_folder(family)
     model = M.from_pretrained(path)

@@ -74,7 +74,8 @@ def source(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.long) if c in ("llama", "qwen3", "gemma3") else c
+                                  for c in CASES])
 def test_f32_export_reads_back_exactly(source, case, tmp_path):
     folder, tok, hf = source(case)
     model = M.from_pretrained(folder)
@@ -109,6 +110,7 @@ def test_rounded_types_stay_within_their_precision(source, tmp_path, weights, bo
     assert np.abs(got - ref).max() <= 20 * bound * np.abs(ref).max()
 
 
+@pytest.mark.long
 def test_export_command_merges_the_adapter_into_the_gguf(source, tmp_path):
     from flax import nnx
 

@@ -59,12 +59,20 @@ def test_scores_and_generations_equal_lm_evals_hf_backend(tiny_model_dir, task_d
     gen = [Instance("generate_until", {}, ("w3 w5 w7", {"until": ["w9"], "max_gen_toks": 6}), 0)]
     assert ours.generate_until(gen) == theirs.generate_until(gen)
 
+
+@pytest.mark.long
+def test_a_tasks_accuracy_equals_lm_evals(tiny_model_dir, task_dir):
+    from lm_eval.models.huggingface import HFLM
+
+    ours = harness_lm(M.from_pretrained(tiny_model_dir), load_tokenizer(tiny_model_dir), batch_size=4)
+    theirs = HFLM(pretrained=str(tiny_model_dir), batch_size=4, device="cpu", dtype="float32")
     acc = run_harness(ours.model, ours.tokenizer, ["tiny_words"], include=str(task_dir))["tiny_words"]["acc"]
     theirs_acc = lm_eval.simple_evaluate(model=theirs, tasks=["tiny_words"], task_manager=lm_eval.tasks.TaskManager(
         include_path=str(task_dir)))["results"]["tiny_words"]["acc,none"]
     assert acc == pytest.approx(theirs_acc)
 
 
+@pytest.mark.long
 def test_eval_harness_on_a_run_and_its_base(tiny_model_dir, task_dir, tmp_path):
     from ftjax.train import loop
 

@@ -61,6 +61,7 @@ def test_head_learns_and_early_stopping_reads_its_accuracy(run):
     assert summary["metric"] == "val_accuracy" and summary["best"] >= 80  # percent, as eval reports; chance is 1/3
 
 
+@pytest.mark.long
 def test_eval_scores_a_labelled_csv_with_the_head(run, tmp_path):
     wd, summary, paths = run
     out = run_ftjax("eval", f"--workdir={wd}", f"--config.data.test={paths['test']}", f"--out={tmp_path}",
@@ -118,6 +119,7 @@ def test_label_smoothing_matches_optax():
     np.testing.assert_allclose(token_nll(logits, labels, 0.1), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.long
 def test_merged_export_is_a_transformers_sequence_classifier(run, tmp_path):
     import torch
     import transformers
@@ -199,6 +201,7 @@ def test_peft_export_carries_the_head_as_modules_to_save(run, tiny_model_dir, tm
     assert np.abs(ours - theirs).max() <= 1e-4
 
 
+@pytest.mark.long
 def test_mean_pooling_reads_the_mean_over_each_packed_example(tiny_model_dir):
     """`pooled` at an example's last token is the mean of its hidden states, in packed rows too; a mean-pooling
     head's logits from `classify` equal the head applied to that mean, and it refuses a transformers export."""
@@ -223,6 +226,7 @@ def test_mean_pooling_reads_the_mean_over_each_packed_example(tiny_model_dir):
         M.save_pretrained(model, "/tmp/never_written_mean_pool")
 
 
+@pytest.mark.long
 def test_mean_pooled_loss_is_the_same_packed_or_not(tiny_model_dir):
     from ftjax.loss import target_positions
     from ftjax.train.step import _loss_sums

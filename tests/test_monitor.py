@@ -137,6 +137,7 @@ def shifted_run(tiny_model_dir, tmp_path_factory):
     return wd, files, root
 
 
+@pytest.mark.long
 def test_monitor_drift_with_the_model_fires_on_the_shifted_week_only(shifted_run):
     wd, files, root = shifted_run
     out = root / "drift_out"
@@ -173,6 +174,10 @@ def test_monitor_quality_flags_decay_against_the_held_out_score(shifted_run):
 def test_monitor_errors_are_one_line(tmp_path):
     r = run_ftjax("monitor", "drift", f"--current={tmp_path / 'missing.csv'}", f"--reference={tmp_path}/x.csv", check=False)
     assert r.returncode == 2 and "no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.long
+def test_monitor_usage_errors_are_one_line(tmp_path):
     r = run_ftjax("monitor", "sideways", check=False)
     assert r.returncode == 2 and "usage: ftjax monitor {drift|quality}" in r.stderr
     r = run_ftjax("monitor", "quality", f"--labelled={tmp_path / 'x.csv'}", check=False)

@@ -100,6 +100,7 @@ def paths(tiny_model_dir, tmp_path_factory):
             "data.validation": write_rows(root / "val.jsonl", rows(6))}
 
 
+@pytest.mark.long
 def test_two_processes_train_save_resume_and_match_one(paths, tmp_path, monkeypatch):
     multi, single = tmp_path / "multi", tmp_path / "single"
     first = launch(paths, multi, steps=3)

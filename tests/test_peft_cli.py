@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import run_ftjax
 from test_peft import logits, max_diff, randomize
 from test_peft_hf import peft_logits
@@ -16,6 +17,7 @@ def ftjax(*args):
     return run_ftjax(*args, check=False)
 
 
+@pytest.mark.long
 def test_export_command(hf_folder, tmp_path):
     hf, path = hf_folder("qwen3")
     model = M.from_pretrained(path)

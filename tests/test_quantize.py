@@ -49,7 +49,7 @@ def _lora(model):
     return model
 
 
-@pytest.mark.parametrize("kind, tol", [("int8", 0.02), ("nf4", 0.25)])
+@pytest.mark.parametrize("kind, tol", [("int8", 0.02), pytest.param("nf4", 0.25, marks=pytest.mark.long)])
 def test_quantized_model_and_lora_gradients_track_the_float_model(tmp_path, kind, tol):
     import transformers
 
@@ -80,6 +80,7 @@ def test_quantized_model_and_lora_gradients_track_the_float_model(tmp_path, kind
     assert min(cos) > 1 - tol and len(cos) >= 7
 
 
+@pytest.mark.long
 def test_quantized_training_run_shards_trains_and_evaluates(tiny_model_dir, tmp_path):
     from conftest import ROOT, run_ftjax, write_rows
 

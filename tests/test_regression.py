@@ -36,7 +36,7 @@ def run(tiny_model_dir, tmp_path_factory):
     config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": paths["train"],
                            "data.validation": paths["validation"], "data.columns": "text=sentence,value=score",
                            "data.format": "regression", "data.pack": True, "head.type": "regression",
-                           "train.steps": 100, "train.batch_size": 8, "train.learning_rate": 3e-2,
+                           "train.steps": 100, "train.batch_size": 8, "train.learning_rate": 1e-2,
                            "train.eval_every": 50, "checkpoint.every": 50, "train.early_stopping.metric": "val_mse"})
     wd = root / "run"
     return wd, loop.main(config, wd), paths
@@ -51,6 +51,7 @@ def test_the_head_learns_the_values(run):
     assert summary["metric"] == "val_mse" and summary["best"] < 0.2  # the values' variance is 0.5
 
 
+@pytest.mark.long
 def test_eval_reports_regression_metrics(run, tmp_path):
     wd, summary, paths = run
     run_ftjax("eval", f"--workdir={wd}", f"--config.data.test={paths['test']}", f"--out={tmp_path}")
@@ -68,6 +69,7 @@ def test_eval_reports_regression_metrics(run, tmp_path):
     assert val["metrics"]["mse"]["value"] == pytest.approx(summary["best"], rel=1e-4)  # the trainer's val_mse
 
 
+@pytest.mark.long
 def test_merged_export_is_a_transformers_regression_model(run, tmp_path):
     import torch
     import transformers

@@ -277,6 +277,7 @@ def test_eval_falls_back_from_a_corrupt_best_checkpoint(data, tmp_path, caplog):
 
 # --- export never deletes what it did not make ----------------------------------------------------------------
 
+@pytest.mark.long
 def test_export_refuses_sources_and_existing_folders(data, finished, tmp_path):
     wd, before = finished
     proc = run_ftjax("export", f"--workdir={wd}", "--format=adapter", f"--out={wd}", check=False)
@@ -333,6 +334,7 @@ def test_cli_shows_bugs_with_their_traceback(monkeypatch, capsys):
         cli.main(["ftjax", "broken", "--debug"])
 
 
+@pytest.mark.long
 def test_ctrl_c_is_one_line(data, tmp_path):
     args = [f"--config.{k}={v}" for k, v in data.items()]
     proc = subprocess.Popen([sys.executable, "-m", "ftjax", "train", "--config=configs/sft.py:tiny",
@@ -354,6 +356,7 @@ def test_ctrl_c_is_one_line(data, tmp_path):
 
 # --- fault injection: killed at random points, resumed, equal to one uninterrupted run -------------------------
 
+@pytest.mark.long
 def test_random_kills_never_lose_a_step_or_a_file(data, tmp_path):
     overrides = {"train.steps": 12, "checkpoint.every": 2, "checkpoint.async_save": True, "train.eval_every": 3,
                  "peft.dropout": 0.1}

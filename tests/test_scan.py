@@ -29,10 +29,11 @@ def _adapted(path, peft, quantize="none"):
 
 
 @pytest.mark.parametrize("family,peft,quantize", [
-    ("gemma3_text", {"method": "dora", "rank": 4, "init": "gaussian"}, "none"),  # local/global rope and windows
-    ("gpt2", {"method": "ia3"}, "none"),
-    ("mistral", {"method": "prefix", "num_virtual_tokens": 3}, "none"),
-    ("llama", {"method": "lora", "rank": 4, "init": "gaussian"}, "int8"),  # LoRA on a quantised base
+    pytest.param("gemma3_text", {"method": "dora", "rank": 4, "init": "gaussian"}, "none",  # local/global rope
+                 marks=pytest.mark.long),
+    pytest.param("gpt2", {"method": "ia3"}, "none", marks=pytest.mark.long),
+    pytest.param("mistral", {"method": "prefix", "num_virtual_tokens": 3}, "none", marks=pytest.mark.long),
+    pytest.param("llama", {"method": "lora", "rank": 4, "init": "gaussian"}, "int8", marks=pytest.mark.long),  # LoRA, quantised base
 ])
 def test_stacked_blocks_compute_what_the_loop_computes(hf_folder, family, peft, quantize):
     _, path = hf_folder(family)
@@ -60,6 +61,7 @@ def test_stacked_blocks_compute_what_the_loop_computes(hf_folder, family, peft, 
         assert jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y)), a.get_value(), b.get_value()))
 
 
+@pytest.mark.long
 def test_stacked_beam_search_reorders_the_stacked_cache(hf_folder):
     _, path = hf_folder("llama")
     model = _adapted(path, {"method": "lora", "rank": 4, "init": "gaussian"})
@@ -70,6 +72,7 @@ def test_stacked_beam_search_reorders_the_stacked_cache(hf_folder):
 
 
 @pytest.mark.parametrize("remat", ["dots"])  # without remat: the sharded run below has equal losses step by step
+@pytest.mark.long
 def test_scanned_gradients_equal_unrolled(hf_folder, remat):
     _, path = hf_folder("gemma3_text")
     ids, mask, positions = padded_batch()
@@ -103,6 +106,7 @@ def test_scanned_gradients_equal_unrolled(hf_folder, remat):
         np.testing.assert_allclose(np.asarray(y[...]), np.asarray(x[...]), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.long
 def test_scanned_run_trains_and_restores_like_unrolled_on_a_mesh(tiny_model_dir, tmp_path):
     from conftest import write_rows
     from ftjax.train import loop

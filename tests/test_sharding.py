@@ -114,7 +114,7 @@ def one_device(tiny):
     return two_steps(tiny, (1, 1, 1))
 
 
-@pytest.mark.parametrize("shape", MESHES)
+@pytest.mark.parametrize("shape", [pytest.param(m, marks=pytest.mark.long) if m != (2, 2, 2) else m for m in MESHES])
 def test_sharded_step_equals_one_device(tiny, one_device, shape):
     losses, adapter, trainable = two_steps(tiny, shape)
     ref_losses, ref_adapter, _ = one_device

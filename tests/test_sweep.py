@@ -98,6 +98,7 @@ def test_a_grid_runs_every_point_once_and_prunes_the_worse(fake, overrides, tmp_
     assert best.train.learning_rate == 0.1 and best.train.steps == 8 and str(best.model.path) in overrides
 
 
+@pytest.mark.long
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(overrides, tmp_path):
     """Kill the sweep process (SIGKILL) during its second trial; the rerun resumes that trial in its workdir
     from where it stopped and runs the third; the first ran once."""
@@ -137,7 +138,7 @@ def test_two_workers_share_one_study_without_duplicates(overrides, tmp_path):
     assert all(len(starts(tmp_path / t.user_attrs["workdir"])) == 1 for t in done)
 
 
-@pytest.mark.parametrize("sampler", ["random", "tpe"])
+@pytest.mark.parametrize("sampler", [pytest.param("random", marks=pytest.mark.long), "tpe"])
 def test_random_and_tpe_sweeps_repeat_by_seed(fake, overrides, tmp_path, sampler):
     def params(folder, seed):
         b = block(overrides, space="train.learning_rate=logfloat:0.01:1 train.seed=0|1|2", sampler=sampler,
@@ -161,6 +162,7 @@ def test_the_report_averages_over_seeds(fake, overrides, tmp_path):
     assert best["mean"] == pytest.approx(0.1 + 0.005 + 1 / 6) and best["std"] == pytest.approx(0.01 / 2 ** 0.5)
 
 
+@pytest.mark.long
 def test_real_trials_end_to_end_through_the_command(overrides, tmp_path):
     """A configs/sweeps/*.py-style file through the command: a real `ftjax train` trial of the tiny model (the
     first point of the grid, sweep.trials=1), judged on a metric other than the early-stopping one, and the
@@ -219,6 +221,7 @@ def test_label_noise_flips_the_asked_fraction_the_same_way_every_time():
         with_label_noise([{"prompt": "p", "completion": "c"}] * 4, 0.5, None)
 
 
+@pytest.mark.long
 def test_select_base_ranks_a_planted_good_candidate_first(tiny_model_dir, tmp_path):
     """Two candidates: the tiny random model, and the same model fine-tuned on the task and merged (planted
     good); select-base scores both on the validation split and ranks the fine-tuned one first."""

@@ -156,6 +156,7 @@ def mixed(tiny_model_dir, data, tmp_path_factory):
     return wd, config, loop.main(config, wd)
 
 
+@pytest.mark.long
 def test_a_mixed_run_logs_and_evaluates_each_task_on_its_own_rows(mixed, tiny_model_dir, data):
     wd, config, summary = mixed
     rows = metrics_of(wd)
@@ -195,6 +196,7 @@ def test_a_killed_mixed_run_resumes_as_if_uninterrupted(mixed, tiny_model_dir, d
     np.testing.assert_allclose([resumed[s] for s in range(1, 25)], [straight[s] for s in range(1, 25)], rtol=1e-6)
 
 
+@pytest.mark.long
 def test_transfer_loads_exactly_the_saved_weights_and_freezes_by_pattern(mixed, tiny_model_dir, data, tmp_path):
     from ftjax.train.restore import load_run
     from ftjax.train.setup import setup
@@ -225,6 +227,7 @@ def test_transfer_loads_exactly_the_saved_weights_and_freezes_by_pattern(mixed, 
         setup(bad, total_steps=4)
 
 
+@pytest.mark.long
 def test_multitask_config_through_the_command_line(tiny_model_dir, data, tmp_path):
     """configs/multitask_banking_e2e.py:tiny with its data files given per task on the command line; `ftjax eval
     --task` scores each task's test file in its own format (Banking77 text,category; E2E mr,ref)."""
@@ -256,6 +259,7 @@ def test_multitask_config_through_the_command_line(tiny_model_dir, data, tmp_pat
     assert report["settings"]["decoding"].startswith("beam search (width 4")
 
 
+@pytest.mark.long
 def test_a_mixed_run_exports_one_task_at_a_time(mixed, tmp_path):
     import torch
     import transformers

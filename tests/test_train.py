@@ -66,6 +66,7 @@ def test_loss_decreases_and_workdir_is_complete(setup, tmp_path):
     assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "summary.json").is_file()
 
 
+@pytest.mark.long
 def test_killed_run_resumes_with_identical_losses(setup, tmp_path, monkeypatch):
     overrides = {"train.steps": 10, "checkpoint.every": 4, "train.eval_every": 5, "peft.dropout": 0.1}
     run(setup, tmp_path / "straight", **overrides)
@@ -137,9 +138,9 @@ def ftjax_train(*args):
 
 @pytest.mark.parametrize("args, message", [
     (["--config.train.stepz=3"], "unknown config key 'stepz'"),
-    (["--config.train.steps=abc"], "invalid literal for int()"),
-    (["--config.train.schedule=sawtooth"], "unknown train.schedule 'sawtooth'"),
-    (["--config.peft.method=magic"], "peft.method='magic'"),
+    pytest.param(["--config.train.steps=abc"], "invalid literal for int()", marks=pytest.mark.long),
+    pytest.param(["--config.train.schedule=sawtooth"], "unknown train.schedule 'sawtooth'", marks=pytest.mark.long),
+    pytest.param(["--config.peft.method=magic"], "peft.method='magic'", marks=pytest.mark.long),
 ])
 def test_bad_config_is_one_line_and_writes_nothing(setup, tmp_path, args, message):
     workdir = tmp_path / "w"
@@ -152,6 +153,7 @@ def test_bad_config_is_one_line_and_writes_nothing(setup, tmp_path, args, messag
     assert not (workdir / "checkpoints").exists()
 
 
+@pytest.mark.long
 def test_bad_row_names_file_and_line(setup, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "w1", "completion": " w2"}\n{"prompt": "w1"}\n')
@@ -162,6 +164,7 @@ def test_bad_row_names_file_and_line(setup, tmp_path):
     assert not workdir.exists()
 
 
+@pytest.mark.long
 def test_export_from_workdir_loads_in_hf_peft(setup, tmp_path):
     """A trained run's best checkpoint, exported with `ftjax export --workdir`, gives the same logits in PEFT."""
     import torch
@@ -187,6 +190,7 @@ def test_export_from_workdir_loads_in_hf_peft(setup, tmp_path):
     assert np.abs(ours - np.asarray(M.from_pretrained(setup["model"])(jnp.asarray(ids)))).max() > 1e-4
 
 
+@pytest.mark.long
 def test_merged_export_of_a_bfloat16_run_merges_into_full_precision(setup, tmp_path):
     """A run on a bfloat16 base exports (--format=merged) into the float32 base weights: the merged folder equals
     PEFT's base + adapter in float32 within 1e-4, not within bfloat16 rounding."""
@@ -210,7 +214,7 @@ def test_merged_export_of_a_bfloat16_run_merges_into_full_precision(setup, tmp_p
     assert (merged - adapted).abs().max().item() <= 1e-4
 
 
-@pytest.mark.parametrize("policy", ["full", "dots"])
+@pytest.mark.parametrize("policy", [pytest.param("full", marks=pytest.mark.long), "dots"])
 def test_rematerialised_step_equals_plain_step(setup, policy):
     """model.remat recomputes block activations in the backward pass; the gradients must not change."""
     from ftjax.data.encode import encode_all

@@ -1,11 +1,17 @@
 """ftjax review export --run=RUN [--run_b=RUN_B] --out=DIR [--rubric=...] [--sample=N]
    ftjax review import --key=DIR/key.json SHEET.csv [SHEET.csv ...] [--out=DIR]
+   ftjax review data-export --input=ROWS.jsonl --out=DIR [--sample=N]
+   ftjax review data-import --key=DIR/key.json SHEET.csv [SHEET.csv ...] --output=REVIEWED.jsonl
 
 export writes DIR/sheet.csv, DIR/sheet.html (self-contained; its form downloads a filled CSV) and DIR/key.json
 (keep it from reviewers: with --run_b the sheet is blinded and shuffled, and the key unblinds it). A RUN is a
 workdir (its eval/<split>.json), an eval result .json, or a *_predictions.jsonl. import checks the completed
 sheets and writes review_summary.json/.md: per-criterion means with 95% intervals, Krippendorff's alpha, and
 A/B win rates with a sign test.
+
+data-export / data-import review data rows (ftjax augment's synthetic rows): reviewers mark each sampled row
+keep, fix (fixed_input / fixed_output) or drop, and data-import writes the rows back with the decisions applied
+(ftjax/review/data_sheet.py).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ flags.DEFINE_integer("seed", 0, "export: seed for sampling, order and blinding")
 flags.DEFINE_string("key", None, "import: the key.json written by export")
 flags.DEFINE_integer("bootstrap", 1000, "import: bootstrap resamples for the intervals")
 flags.DEFINE_string("out", None, "export: output folder (required); import: summary folder (default: the key's)")
+flags.DEFINE_string("input", None, "data-export: the JSONL rows to review")
+flags.DEFINE_string("output", None, "data-import: the JSONL file to write, decisions applied")
 
 
 def _predictions(spec: str) -> tuple[str, list[dict]]:
@@ -67,5 +75,27 @@ def main(argv: list[str]) -> None:
         paths = write_summary(summary, FLAGS.out or Path(FLAGS.key).parent)
         print(paths[1].read_text(), end="")
         print(f"wrote {', '.join(map(str, paths))}")
+    elif action == "data-export":
+        if rest or not FLAGS.input or not FLAGS.out:
+            raise ValueError("data-export needs --input=ROWS.jsonl and --out=DIR (and no other arguments)")
+        from ftjax.review.data_sheet import export_rows
+
+        key = export_rows(FLAGS.input, FLAGS.out, FLAGS.sample, FLAGS.seed)
+        print(f"wrote {FLAGS.out}/sheet.csv ({len(key['items'])} rows to mark keep, fix or drop) and key.json")
+    elif action == "data-import":
+        if not FLAGS.key or not rest or not FLAGS.output:
+            raise ValueError("data-import needs --key=DIR/key.json, --output=FILE.jsonl and the completed SHEET.csv")
+        from ftjax.io import check_writable, write_jsonl
+        from ftjax.review.data_sheet import apply_decisions, load_data_key, read_decisions
+
+        check_writable(FLAGS.output)
+        key = load_data_key(FLAGS.key)
+        rows, counts = apply_decisions(key, read_decisions(rest, key))
+        write_jsonl(FLAGS.output, rows)
+        reviewed = counts["keep"] + counts["fix"] + counts["drop"]
+        print(f"kept {counts['keep']}, fixed {counts['fix']}, dropped {counts['drop']} of {reviewed} reviewed rows "
+              f"({100 * (counts['fix'] + counts['drop']) / reviewed:.1f}% needed a fix or a drop); "
+              f"{counts['unreviewed']} unreviewed rows unchanged; wrote {len(rows)} rows to {FLAGS.output}")
     else:
-        raise ValueError(f"give an action: ftjax review export ... | ftjax review import ... (got {action!r})")
+        raise ValueError("give an action: ftjax review export | import | data-export | data-import "
+                         f"(got {action!r})")

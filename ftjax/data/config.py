@@ -11,6 +11,8 @@
     labels                    comma-separated label set of classification rows ('' = from the rows)
     max_length                tokens per example (longer ones are truncated)
     pack                      pack several examples per training row (segment ids keep them apart)
+    synthetic_weight          loss weight of training rows with `source: synthetic` (ftjax augment's rows); a
+                              row's own `weight` field multiplies it (1 = every row counts the same)
 """
 
 from __future__ import annotations
@@ -25,14 +27,15 @@ HOLDOUT = "holdout:"
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(train="", validation="", test="", format="auto", columns="", labels="",
-                                          max_length=256, pack=False, per_label=0, label_noise=0.0))
+                                          max_length=256, pack=False, per_label=0, label_noise=0.0,
+                                          synthetic_weight=1.0))
 
 
 def check(data: ml_collections.ConfigDict, need_train: bool = True) -> None:
     """One-line errors for a bad `data` block, before any file is read."""
     one_of(data, "data", "format", ("auto", *FORMATS))
     at_least(data, "data", 2, "max_length")
-    at_least(data, "data", 0, "per_label", "label_noise")
+    at_least(data, "data", 0, "per_label", "label_noise", "synthetic_weight")
     if data.label_noise >= 1:
         raise ValueError(f"data.label_noise={data.label_noise}: a fraction of the training labels, below 1")
     if data.validation.startswith(HOLDOUT):
@@ -91,6 +94,27 @@ def with_label_noise(rows: list[dict], fraction: float, labels: list[str] | None
         others = [label for label in labels if label != str(rows[i]["label"])]
         noisy[i]["label"] = others[rng.integers(len(others))]
     return noisy
+
+
+def row_weights(rows: list[dict], data: ml_collections.ConfigDict) -> list[float]:
+    """Each training row's loss weight: its `weight` field (default 1) times data.synthetic_weight for rows
+    whose `source` is `synthetic`."""
+    import math
+
+    from ftjax.data.sources import where
+
+    out = []
+    for r in rows:
+        w = r.get("weight", 1.0)
+        if isinstance(w, str):
+            try:
+                w = float(w)  # a CSV cell
+            except ValueError:
+                w = None
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"{where(r)}: field 'weight' must be a finite number >= 0, got {r.get('weight')!r}")
+        out.append(float(w) * (data.get("synthetic_weight", 1.0) if r.get("source") == "synthetic" else 1.0))
+    return out
 
 
 def label_set(data: ml_collections.ConfigDict) -> list[str] | None:

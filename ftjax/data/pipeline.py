@@ -5,6 +5,7 @@ Every batch is a dict of numpy arrays of shape [batch_size, seq_len] (narrower w
     targets        int32  the next token of the same example (inputs shifted left by one within each example)
     loss_mask      bool   True where targets[t] is a target token of its example
     values         float32  a regression example's value at its target position (0 elsewhere)
+    weights        float32  the example's loss weight at its target positions (0 elsewhere; 1 unless given)
     attention_mask bool   True on real tokens
     positions      int32  0, 1, ... restarting for every packed example
     segment_ids    int32  0 on padding, 1..k for the k examples packed in a row (1 for unpacked rows)
@@ -20,7 +21,7 @@ import grain
 import numpy as np
 from grain.experimental import FirstFitPackIterDataset, ThreadPrefetchIterDataset
 
-FEATURES = ("inputs", "targets", "loss_mask", "values")
+FEATURES = ("inputs", "targets", "loss_mask", "values", "weights")
 
 
 class Batches:
@@ -115,6 +116,7 @@ class Batches:
                            "targets": np.where(real, batch["targets"], self.pad_id).astype(np.int32),
                            "loss_mask": batch["loss_mask"] & real, "attention_mask": real, "segment_ids": seg,
                            "values": np.where(real, batch["values"], 0).astype(np.float32),
+                           "weights": np.where(real, batch["weights"], 0).astype(np.float32),
                            "positions": np.stack([r["inputs_positions"] for r in rows]).astype(np.int32)})
 
     def _fill(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -164,9 +166,9 @@ def _example(e: dict, i: int, seq_len: int, pad_id: int) -> dict[str, np.ndarray
                          "max_length <= seq_len")
     ids = np.asarray(ids, np.int32)
     loss_mask = np.append(np.asarray(mask[1:], bool), False)
-    values = np.where(loss_mask, np.float32(e.get("value", 0.0)), np.float32(0)).astype(np.float32)
+    at_targets = lambda x: np.where(loss_mask, np.float32(x), np.float32(0)).astype(np.float32)
     return {"inputs": ids, "targets": np.append(ids[1:], np.int32(pad_id)), "loss_mask": loss_mask,
-            "values": values}
+            "values": at_targets(e.get("value", 0.0)), "weights": at_targets(e.get("weight", 1.0))}
 
 
 def _next_index(state: dict) -> int:

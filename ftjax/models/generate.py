@@ -60,7 +60,7 @@ def sample_logits(logits: jax.Array, key: jax.Array, s: Sampling) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling"))
-def _generate(graphdef, state, ids, mask, sampling: Sampling):
+def _generate(graphdef, state, ids, mask, sampling: Sampling, key):
     model = nnx.merge(graphdef, state)
     b, p = ids.shape
     n = sampling.max_new_tokens
@@ -84,7 +84,7 @@ def _generate(graphdef, state, ids, mask, sampling: Sampling):
         return i + 1, cache, model.logits(h[:, 0]), pos + 1, out, done, key
 
     init = (jnp.int32(0), cache, model.logits(h[:, -1]), positions[:, -1] + 1, jnp.full((b, n), -1, jnp.int32),
-            jnp.zeros((b,), bool), jax.random.key(sampling.seed))
+            jnp.zeros((b,), bool), key)
     return jax.lax.while_loop(cond, body, init)[4]
 
 
@@ -121,8 +121,10 @@ def generate(model: CausalLM, prompts: Sequence[Sequence[int]], sampling: Sampli
         raise ValueError(f"prompt + max_new_tokens exceeds the model's {model.config.max_position_embeddings} "
                          "learned positions")
     graphdef, state = nnx.split(model)
-    return cut_at_stops(np.asarray(_generate(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), sampling)),
-                        sampling.stop_token_ids)
+    # the seed travels as a traced key, so that batches with different seeds share one compiled program
+    out = _generate(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), dataclasses.replace(sampling, seed=0),
+                    jax.random.key(sampling.seed))
+    return cut_at_stops(np.asarray(out), sampling.stop_token_ids)
 
 
 def cut_at_stops(rows: np.ndarray, stop_token_ids: Sequence[int]) -> list[list[int]]:

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 
 from ftjax import distributed
-from ftjax.data.config import label_set, rows_of
+from ftjax.data.config import label_set, row_weights, rows_of
 from ftjax.data.encode import encode_all
 from ftjax.data.pipeline import Batches
 from ftjax.loss import target_positions
@@ -31,8 +31,12 @@ def load_split(split: str, config: ml_collections.ConfigDict, tokenizer: Any) ->
     rows = rows_of(config.data, split)
     if not rows:
         raise ValueError(f"{config.data[split]}: no rows for the {split} split")
-    return rows, encode_all(rows, tokenizer, config.data.format, config.data.max_length, label_set(config.data),
-                            config.head.type)
+    examples = encode_all(rows, tokenizer, config.data.format, config.data.max_length, label_set(config.data),
+                          config.head.type)
+    if split == "train":  # validation stays unweighted
+        for e, w in zip(examples, row_weights(rows, config.data)):
+            e["weight"] = w
+    return rows, examples
 
 
 def load_data(config: ml_collections.ConfigDict, validation: bool = True, tokenizer: Any = None) -> RunData:
@@ -84,9 +88,12 @@ def step_batch(batches: Batches, accum: int, shards: distributed.DataShards | No
     With several processes the positions index the global micro-batch, so every process needs all loss masks."""
     micro = [next(batches) for _ in range(accum)]
     batch = {k: np.stack([m[k] for m in micro]) for k in ("inputs", "targets", "positions", "attention_mask",
-                                                          "segment_ids", "values", "loss_mask")}
-    loss_mask = batch.pop("loss_mask")
-    batch["index"], batch["valid"] = target_positions(shards.gather(loss_mask, 1) if shards else loss_mask)
+                                                          "segment_ids", "values", "loss_mask", "weights")}
+    loss_mask, weights = batch.pop("loss_mask"), batch.pop("weights")
+    if shards:
+        loss_mask, weights = shards.gather(loss_mask, 1), shards.gather(weights, 1)
+    batch["index"], batch["valid"] = target_positions(loss_mask)
+    batch["weight"] = np.take_along_axis(weights.reshape(accum, -1), batch["index"], -1) * batch["valid"]
     return batch
 
 
@@ -96,5 +103,6 @@ def eval_batches(examples: list[dict], config: ml_collections.ConfigDict, pad_id
                       seed=0, shuffle=False, num_epochs=1, pad_id=pad_id, drop_remainder=False)
     for b in batches:
         b = dict(b)
+        del b["weights"]  # validation metrics are unweighted
         b["index"], b["valid"] = target_positions(b.pop("loss_mask"))
         yield b

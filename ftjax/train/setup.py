@@ -106,7 +106,8 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     state = TrainState(trainable, opt_state, rng, frozen)
     shardings = TrainState(placed(trainable), opt_shardings, placed(rng), placed(frozen))
     positions = {"index": replicated, "valid": replicated}  # flat target positions into the whole micro-batch
-    batch_shardings = {k: NamedSharding(mesh, P(None, sharding.BATCH_AXES)) for k in ROWS} | positions
+    batch_shardings = {k: NamedSharding(mesh, P(None, sharding.BATCH_AXES)) for k in ROWS} | positions | {
+        "weight": replicated}  # each target's example weight (data.synthetic_weight, a row's `weight`)
     # every process builds the whole validation batch; its rows split over data x fsdp when they divide
     eval_rows = P(sharding.BATCH_AXES) if tc.eval_batch_size % replicas == 0 else P()
     eval_shardings = {k: NamedSharding(mesh, eval_rows) for k in ROWS} | positions

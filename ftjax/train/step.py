@@ -26,7 +26,7 @@ def _loss_sums(model, batch, chunk: int, head: str, smoothing: float, trainable:
         values = batch["values"] if isinstance(out, RegressionHead) else None
     fused = head == "lm" and not (trainable is not None and lm_head_trains(model, trainable))
     return target_loss_sums(out, h, batch["targets"], batch["index"], batch["valid"], chunk, smoothing, values,
-                            fused=fused)
+                            fused=fused, weights=batch.get("weight"))
 
 
 def lm_head_trains(model: nnx.Module, trainable: nnx.State) -> bool:

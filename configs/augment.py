@@ -1,0 +1,62 @@
+"""Synthetic examples for a low-resource classification set (`ftjax augment`).
+
+    ftjax augment --config=configs/augment.py --input=SEEDS.csv --output=synthetic.jsonl \
+        [--config.data.test=TEST.csv] [--config.model.workdir=RUN]
+
+Model rows come from model.path (a folder, hub id or .gguf) or, when model.workdir is set, a fine-tuned run (its
+adapter on). Variants (`configs/augment.py:VARIANT`): `rules` (noise and swaps only, no model), `sft` (prompt /
+completion seeds: new prompts and their completions), `tiny` (the shape the tests use; model given on the
+command line). The rows of --output carry `source: synthetic`, `method`, `generator`, `prompt_id`, `seed` and
+`origin`; train on them with data.synthetic_weight to weigh them against the real rows.
+"""
+
+import ml_collections
+
+MODEL = "models/gemma-3-270m-q4_k_m.gguf"
+VARIANTS = ("rules", "sft", "tiny")
+
+CLASSIFICATION = {
+    "paraphrase": "Rewrite this bank customer's message in other words, keeping its meaning. Reply with the new "
+                  "message only.\nMessage: {text}",
+    "new": "Here are messages that bank customers sent about \"{label}\":\n{examples}\nWrite one new message a "
+           "customer could send about the same thing, in different words. Reply with the message only.",
+    "target": "{prompt}",
+}
+SFT = {
+    "paraphrase": "Rewrite this request in other words, keeping its meaning. Reply with the new request only.\n"
+                  "Request: {text}",
+    "new": "Here are example requests:\n{examples}\nWrite one new request like these. Reply with the request only.",
+    "target": "{prompt}",
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    if arg and arg not in VARIANTS:
+        raise ValueError(f"unknown configs/augment.py variant {arg!r}; choose from: {', '.join(VARIANTS)}")
+    c = ml_collections.ConfigDict()
+    c.model = ml_collections.ConfigDict(dict(path=MODEL, workdir="", dtype="float32", chat=True))
+    # format: classification (text, label) | prompt_completion; columns maps ours=theirs (label=category)
+    c.data = ml_collections.ConfigDict(dict(format="classification", columns="label=category", test=""))
+    c.augment = ml_collections.ConfigDict(dict(
+        methods="paraphrase,new", per_seed=1, new=5, shots=4,
+        templates=dict(CLASSIFICATION if arg != "sft" else SFT)))
+    c.sampling = ml_collections.ConfigDict(dict(temperature=0.9, top_p=0.95, top_k=0, max_new_tokens=40, seed=0,
+                                                batch_size=32))
+    # noise: typos,casing,punctuation (each row gets every listed kind); files for swaps (JSON, see rules.py)
+    c.rules = ml_collections.ConfigDict(dict(per_seed=1, noise="typos", rate=0.15, synonyms="", entities=""))
+    # filters (ftjax/augment/validate.py): all by default; label: tfidf | model (label_workdir's head) | none
+    c.validate = ml_collections.ConfigDict(dict(
+        filters="format,quality,test_leak,existing,duplicate,label", near_threshold=0.8, min_words=2,
+        max_words=60, min_letter_ratio=0.5, max_char_run=8, label="tfidf", label_workdir="", label_threshold=0.2))
+    if arg == "rules":
+        c.augment.methods = "rules"
+    elif arg == "sft":
+        c.data.update(format="prompt_completion", columns="")
+        c.validate.label = "none"
+    elif arg == "tiny":
+        c.model.update(path="", chat=False)
+        c.data.columns = ""
+        c.augment.update(new=2, shots=2)
+        c.sampling.update(max_new_tokens=6, batch_size=4)
+        c.validate.update(min_words=1, label="none")
+    return c
