@@ -15,17 +15,16 @@ import ml_collections
 MODEL = "models/gemma-3-270m-q4_k_m.gguf"
 VARIANTS = ("rules", "sft", "tiny")
 
+# Prompts for a base (not instruction-tuned) model such as Gemma 3 270M: a list to continue, so the next line the
+# model writes is a new item; with an instruction-tuned model, model.chat=True and instructions work too.
 CLASSIFICATION = {
-    "paraphrase": "Rewrite this bank customer's message in other words, keeping its meaning. Reply with the new "
-                  "message only.\nMessage: {text}",
-    "new": "Here are messages that bank customers sent about \"{label}\":\n{examples}\nWrite one new message a "
-           "customer could send about the same thing, in different words. Reply with the message only.",
+    "paraphrase": "The same bank customer question, asked in different words:\n- {text}\n-",
+    "new": "Messages that bank customers sent about {label_words}:\n{examples}\n-",
     "target": "{prompt}",
 }
 SFT = {
-    "paraphrase": "Rewrite this request in other words, keeping its meaning. Reply with the new request only.\n"
-                  "Request: {text}",
-    "new": "Here are example requests:\n{examples}\nWrite one new request like these. Reply with the request only.",
+    "paraphrase": "The same request, in different words:\n- {text}\n-",
+    "new": "Example requests:\n{examples}\n-",
     "target": "{prompt}",
 }
 
@@ -34,14 +33,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg and arg not in VARIANTS:
         raise ValueError(f"unknown configs/augment.py variant {arg!r}; choose from: {', '.join(VARIANTS)}")
     c = ml_collections.ConfigDict()
-    c.model = ml_collections.ConfigDict(dict(path=MODEL, workdir="", dtype="float32", chat=True))
+    c.model = ml_collections.ConfigDict(dict(path=MODEL, workdir="", dtype="float32", chat=False))
     # format: classification (text, label) | prompt_completion; columns maps ours=theirs (label=category)
     c.data = ml_collections.ConfigDict(dict(format="classification", columns="label=category", test=""))
     c.augment = ml_collections.ConfigDict(dict(
         methods="paraphrase,new", per_seed=1, new=5, shots=4,
         templates=dict(CLASSIFICATION if arg != "sft" else SFT)))
-    c.sampling = ml_collections.ConfigDict(dict(temperature=0.9, top_p=0.95, top_k=0, max_new_tokens=40, seed=0,
-                                                batch_size=32))
+    # top_k rather than top_p: a full sort of a 262k vocabulary every step costs more than the model on a CPU;
+    # one_line: stop at the first newline (a row is one line)
+    c.sampling = ml_collections.ConfigDict(dict(temperature=0.9, top_p=1.0, top_k=40, max_new_tokens=32, seed=0,
+                                                batch_size=32, one_line=True))
     # noise: typos,casing,punctuation (each row gets every listed kind); files for swaps (JSON, see rules.py)
     c.rules = ml_collections.ConfigDict(dict(per_seed=1, noise="typos", rate=0.15, synonyms="", entities=""))
     # filters (ftjax/augment/validate.py): all by default; label: tfidf | model (label_workdir's head) | none
@@ -54,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.data.update(format="prompt_completion", columns="")
         c.validate.label = "none"
     elif arg == "tiny":
-        c.model.update(path="", chat=False)
+        c.model.path = ""
         c.data.columns = ""
         c.augment.update(new=2, shots=2)
         c.sampling.update(max_new_tokens=6, batch_size=4)

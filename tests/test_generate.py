@@ -59,3 +59,26 @@ def test_sampling_is_seeded_and_respects_filters():
 def test_bad_sampling_is_rejected(bad):
     with pytest.raises(ValueError):
         Sampling(**bad)
+
+
+def test_top_k_and_top_p_keep_exactly_the_sorted_sets():
+    """The bisection thresholds keep the same tokens as sorting the vocabulary would."""
+    import jax
+    import jax.numpy as jnp
+
+    from ftjax.models.generate import _largest_threshold
+
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(4, 5000)) * 4, jnp.float32)
+    for k in (1, 5, 40):
+        kth = _largest_threshold(logits, lambda keep: jnp.sum(keep, -1) >= k)
+        want = np.sort(np.asarray(jax.lax.top_k(logits, k)[1]), -1)
+        got = [np.flatnonzero(row) for row in np.asarray(logits >= kth)]
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    p = np.asarray(jax.nn.softmax(logits, -1))
+    for top_p in (0.5, 0.9):
+        cut = _largest_threshold(logits, lambda keep: jnp.sum(jnp.where(keep, jax.nn.softmax(logits, -1), 0.0), -1)
+                                 >= top_p)
+        for row, probs, c in zip(np.asarray(logits), p, np.asarray(cut)[:, 0]):
+            order = np.argsort(-probs)
+            n = int(np.searchsorted(np.cumsum(probs[order]), top_p) + 1)  # the smallest set reaching top_p
+            assert set(np.flatnonzero(row >= c)) == set(order[:n])

@@ -24,6 +24,20 @@ from ftjax.metrics import metric_report, statistics
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def fit_and_score(train: list[dict], val: list[dict], labels: list[str]) -> dict:
+    """Fit on `train` rows (text, label), score on `val`: rows, seconds and metrics with bootstrap intervals."""
+    t0 = time.perf_counter()
+    features = make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                          TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))
+    svm = make_pipeline(features, LinearSVC(C=1.0))
+    svm.fit([r["text"] for r in train], [r["label"] for r in train])
+    predicted = svm.predict([r["text"] for r in val])
+    rows = [{"prediction": p, "references": [r["label"]], "label": r["label"]} for p, r in zip(predicted, val)]
+    report = metric_report(statistics(rows, ["accuracy", "macro_f1"], "none", labels), labels, 1000)
+    return {"train_rows": len(train), "validation_rows": len(val), "seconds": time.perf_counter() - t0,
+            "metrics": report["metrics"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variant", default="few")
@@ -35,17 +49,7 @@ def main() -> None:
         config.data.per_label = args.per_label
         name += str(args.per_label)
     train, val = rows_of(config.data, "train"), rows_of(config.data, "validation")
-    t0 = time.perf_counter()
-    features = make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                          TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))
-    svm = make_pipeline(features, LinearSVC(C=1.0))
-    svm.fit([r["text"] for r in train], [r["label"] for r in train])
-    predicted = svm.predict([r["text"] for r in val])
-    labels = config.data.labels.split(",")
-    rows = [{"prediction": p, "references": [r["label"]], "label": r["label"]} for p, r in zip(predicted, val)]
-    report = metric_report(statistics(rows, ["accuracy", "macro_f1"], "none", labels), labels, 1000)
-    out = {"variant": name, "train_rows": len(train), "validation_rows": len(val),
-           "seconds": time.perf_counter() - t0, "metrics": report["metrics"]}
+    out = {"variant": name, **fit_and_score(train, val, config.data.labels.split(","))}
     path = write_json(ROOT / "runs" / f"b77_{name}_tfidf_svm.json", out)
     print(json.dumps(out["metrics"]), f"({len(train)} train rows, {len(val)} validation rows) -> {path}")
 

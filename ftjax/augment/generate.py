@@ -28,7 +28,8 @@ from tqdm import tqdm
 
 from ftjax.augment.validate import FIELDS
 
-PLACEHOLDERS = {"paraphrase": {"text", "label", "target"}, "new": {"examples", "label"}, "target": {"prompt"}}
+PLACEHOLDERS = {"paraphrase": {"text", "label", "label_words", "target"}, "new": {"examples", "label", "label_words"},
+                "target": {"prompt"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,11 @@ def check_templates(templates: dict[str, str]) -> None:
                              f"it may use {', '.join('{' + p + '}' for p in sorted(PLACEHOLDERS[name]))}")
 
 
+def words(label: str) -> str:
+    """`card_payment_fee_charged` -> `card payment fee charged`, for prompts."""
+    return label.replace("_", " ").replace("-", " ")
+
+
 def _origin(row: dict) -> str:
     return f"{Path(str(row.get('_source', '?'))).name}:{row.get('_line', '?')}"
 
@@ -72,7 +78,8 @@ def plan(seeds: Sequence[dict], fmt: str, templates: dict[str, str], methods: Se
         pid = prompt_id("paraphrase", templates["paraphrase"])
         for row in seeds:
             target = str(row[target_field])
-            prompt = templates["paraphrase"].format(text=row[text_field], label=target, target=target)
+            prompt = templates["paraphrase"].format(text=row[text_field], label=target, target=target,
+                                                    label_words=words(target))
             requests += [Request("paraphrase", pid, prompt, {target_field: row[target_field]}, _origin(row))] * per_seed
     if "new" in methods:
         pid = prompt_id("new", templates["new"])
@@ -84,7 +91,8 @@ def plan(seeds: Sequence[dict], fmt: str, templates: dict[str, str], methods: Se
                 pick = np.random.default_rng([seed, g, j]).choice(len(rows), min(shots, len(rows)), replace=False)
                 examples = "\n".join(f"- {rows[i][text_field]}" for i in pick)
                 keep = {"label": label} if fmt == "classification" else {}
-                requests.append(Request("new", pid, templates["new"].format(examples=examples, label=label), keep,
+                prompt = templates["new"].format(examples=examples, label=label, label_words=words(label))
+                requests.append(Request("new", pid, prompt, keep,
                                         ",".join(_origin(rows[i]) for i in pick)))
     return requests
 
@@ -134,23 +142,35 @@ class Generator:
     model: Any
     tokenizer: Any
     name: str  # what produced the rows (a model path or a workdir), recorded in `generator`
-    chat: bool  # wrap each prompt as a user turn with the tokenizer's chat template
+    chat: bool  # wrap each prompt as a user turn with the tokenizer's chat template (an instruction-tuned model)
     max_new_tokens: int
     temperature: float
     top_p: float
     top_k: int
+    one_line: bool  # stop at the end of the first line (rows are one line; a base model continues a list)
 
-    def complete(self, prompts: Sequence[str], seed: int, greedy: bool = False) -> list[str]:
-        from ftjax.models.generate import Sampling, generate
-        from ftjax.models.tokenizer import encode_prompt, stop_token_ids
+    def encode(self, prompts: Sequence[str]) -> list[list[int]]:
+        from ftjax.models.tokenizer import encode_prompt
 
         chat = self.chat and bool(getattr(self.tokenizer, "chat_template", None))
-        ids = [encode_prompt(self.tokenizer, p, chat=chat) for p in prompts]
+        return [encode_prompt(self.tokenizer, p, chat=chat) for p in prompts]
+
+    def complete(self, ids: Sequence[list[int]], seed: int, batch_size: int, width: int, greedy: bool = False
+                 ) -> list[str]:
+        """Completions of prompt ids; the batch is filled up to `batch_size` and padded to `width`, so that
+        every batch of a job runs one compiled program."""
+        from ftjax.models.generate import Sampling, generate
+        from ftjax.models.tokenizer import stop_token_ids
+
         stops = stop_token_ids(self.tokenizer, self.model.config.eos_ids)
+        if self.one_line:
+            stops += tuple(i for i in self.tokenizer("\n", add_special_tokens=False)["input_ids"] if i not in stops)
         sampling = Sampling(self.max_new_tokens, 0.0 if greedy else self.temperature, self.top_k, self.top_p,
                             seed=seed, stop_token_ids=stops)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return self.tokenizer.batch_decode(generate(self.model, ids, sampling, pad), skip_special_tokens=True)
+        filled = list(ids) + [ids[0]] * (batch_size - len(ids))
+        out = generate(self.model, filled, sampling, pad, multiple=width)[:len(ids)]
+        return self.tokenizer.batch_decode(out, skip_special_tokens=True)
 
 
 def run_requests(generator: Generator, requests: Sequence[Request], fmt: str, batch_size: int, seed: int,
@@ -161,12 +181,14 @@ def run_requests(generator: Generator, requests: Sequence[Request], fmt: str, ba
     first = stage * 1_000_000
     batches = range(0, len(requests), batch_size)
     todo = [b for b in batches if first + b // batch_size not in candidates.done]
+    ids = generator.encode([r.prompt for r in requests]) if todo else []
+    width = -(-max(map(len, ids), default=1) // 16) * 16  # the job's longest prompt: one width, one compile
     for start in tqdm(todo, desc=f"augment ({'targets' if stage else 'inputs'})", unit="batch", file=sys.stderr,
                       disable=not todo):
         b = first + start // batch_size
         chunk = requests[start:start + batch_size]
         sample_seed = seed * 1_000_003 + b
-        texts = generator.complete([r.prompt for r in chunk], sample_seed, greedy=stage == 1)
+        texts = generator.complete(ids[start:start + batch_size], sample_seed, batch_size, width, greedy=stage == 1)
         rows = []
         for r, text in zip(chunk, texts):
             row = {target_field if stage else text_field: clean(text), "source": "synthetic", "method": r.method,

@@ -105,7 +105,8 @@ def load_generator(c: ml_collections.ConfigDict) -> gen.Generator:
         model = from_pretrained(c.model.path, dtype=getattr(jnp, c.model.dtype))
         name = str(c.model.path)
     s = c.sampling
-    return gen.Generator(model, tokenizer, name, c.model.chat, s.max_new_tokens, s.temperature, s.top_p, s.top_k)
+    return gen.Generator(model, tokenizer, name, c.model.chat, s.max_new_tokens, s.temperature, s.top_p, s.top_k,
+                         s.one_line)
 
 
 def _fingerprint(c: ml_collections.ConfigDict, spec: str) -> dict:

@@ -47,16 +47,31 @@ def sample_logits(logits: jax.Array, key: jax.Array, s: Sampling) -> jax.Array:
     logits = logits / s.temperature
     neg = jnp.finfo(logits.dtype).min
     if s.top_k:
-        kth = jax.lax.top_k(logits, s.top_k)[0][:, -1:]
+        kth = _largest_threshold(logits, lambda keep: jnp.sum(keep, -1) >= s.top_k)
         logits = jnp.where(logits < kth, neg, logits)
     if s.top_p < 1:
-        # keep the smallest set of tokens whose probability reaches top_p (the top token always stays)
-        sorted_logits = jnp.sort(logits, -1)[:, ::-1]
-        cum = jnp.cumsum(jax.nn.softmax(sorted_logits, -1), -1)
-        cutoff_idx = jnp.sum(cum - jax.nn.softmax(sorted_logits, -1) < s.top_p, -1, keepdims=True) - 1
-        cutoff = jnp.take_along_axis(sorted_logits, cutoff_idx, -1)
+        # the smallest set of tokens whose probability reaches top_p (the top token always stays)
+        p = jax.nn.softmax(logits, -1)
+        cutoff = _largest_threshold(logits, lambda keep: jnp.sum(jnp.where(keep, p, 0.0), -1) >= s.top_p)
         logits = jnp.where(logits < cutoff, neg, logits)
     return jax.random.categorical(key, logits, -1).astype(jnp.int32)
+
+
+def _largest_threshold(logits: jax.Array, enough, iterations: int = 32) -> jax.Array:
+    """Per row [b, 1], the largest logit value t such that enough(logits >= t) holds, by bisection between the
+    row's minimum and maximum: 32 halvings narrow it below a float32 step of typical logits, so the kept set is
+    the top-k (or top-p) set up to exact ties. A sort of a 262k vocabulary costs seconds a step on a CPU."""
+    lo, hi = logits.min(-1, keepdims=True), logits.max(-1, keepdims=True)
+    ok_hi = enough(logits >= hi)[:, None]  # e.g. top_k=1: the maximum alone is enough
+
+    def halve(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) / 2
+        ok = enough(logits >= mid)[:, None]
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, iterations, halve, (lo, hi))
+    return jnp.where(ok_hi, hi, lo)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling"))
@@ -114,9 +129,10 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0, multiple: int | 
 
 
 def generate(model: CausalLM, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling(),
-             pad_id: int = 0) -> list[list[int]]:
-    """New tokens for each prompt, cut before the first stop token."""
-    ids, mask = left_pad(prompts, pad_id)
+             pad_id: int = 0, multiple: int | None = None) -> list[list[int]]:
+    """New tokens for each prompt, cut before the first stop token; `multiple` pads prompts to a multiple of it
+    instead of a bucket (one width for a whole job: one compile)."""
+    ids, mask = left_pad(prompts, pad_id, multiple)
     if ids.shape[1] + sampling.max_new_tokens > model.config.max_position_embeddings and model.config.rope is None:
         raise ValueError(f"prompt + max_new_tokens exceeds the model's {model.config.max_position_embeddings} "
                          "learned positions")
