@@ -174,7 +174,7 @@ class Generator:
 
 
 def run_requests(generator: Generator, requests: Sequence[Request], fmt: str, batch_size: int, seed: int,
-                 candidates: Candidates, stage: int, templates: dict[str, str]) -> list[dict]:
+                 candidates: Candidates, stage: int) -> list[dict]:
     """Generate every request not yet in `candidates` (batches numbered from `stage * 1_000_000`), and return
     all of the stage's rows in plan order."""
     text_field, target_field = FIELDS[fmt]

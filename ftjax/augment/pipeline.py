@@ -135,8 +135,7 @@ def model_rows(seeds: list[dict], c: ml_collections.ConfigDict, work: Path) -> t
         if missing and generator is None:
             generator = load_generator(c)  # only when something is left to generate
         start = time.perf_counter()
-        rows = gen.run_requests(generator, reqs, fmt, c.sampling.batch_size, c.sampling.seed, candidates, stage,
-                                templates)
+        rows = gen.run_requests(generator, reqs, fmt, c.sampling.batch_size, c.sampling.seed, candidates, stage)
         seconds += time.perf_counter() - start
         write_json(timing_path, {"seconds": seconds})
         return rows

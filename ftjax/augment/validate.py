@@ -21,6 +21,7 @@ import numpy as np
 
 from ftjax.data.dedup import NearDuplicateIndex
 from ftjax.data.quality import Filters, normalize
+from ftjax.data.sources import where
 
 FILTERS = ("format", "quality", "test_leak", "existing", "duplicate", "label")
 FIELDS = {"classification": ("text", "label"), "prompt_completion": ("prompt", "completion")}
@@ -116,9 +117,9 @@ def _matches(rows: Sequence[dict], reference: Sequence[dict], fmt: str, threshol
     texts = [normalize(input_of(r, fmt)) for r in rows]
     for i, (text, sig) in enumerate(zip(texts, index.signatures([(t,) for t in texts]))):
         if text in exact:
-            why[i] = f"equals {what} ({_place(reference[exact[text]])})"
+            why[i] = f"equals {what} ({where(reference[exact[text]])})"
         elif (hit := index.match(sig)) is not None:
-            why[i] = f"near duplicate of {what} ({_place(reference[hit[0]])}, similarity {hit[1]:.2f})"
+            why[i] = f"near duplicate of {what} ({where(reference[hit[0]])}, similarity {hit[1]:.2f})"
     return why
 
 
@@ -138,10 +139,6 @@ def _self_duplicates(rows: Sequence[dict], fmt: str, threshold: float) -> dict[i
         seen[text] = i
         index.add(i, sig)
     return why
-
-
-def _place(row: dict) -> str:
-    return f"{row.get('_source', '?')}:{row.get('_line', '?')}"
 
 
 def tfidf_label_probability(real: Sequence[dict]) -> Callable[[list[str], list[str]], np.ndarray]:
