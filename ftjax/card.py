@@ -127,6 +127,7 @@ def _audit(audits: dict) -> list[str]:
     if not audits:
         return ["", "## Bias audit", "", "No bias audit was run for this model."]
     lines = ["", "## Bias audit", ""]
-    for name, text in audits.items():
-        lines += [f"From `audit/{name}`:", "", text.strip(), ""]
+    for name, text in audits.items():  # plots stay in the audit folder: their links would break on the Hub
+        kept = [line for line in text.strip().splitlines() if not line.startswith("![")]
+        lines += [f"From `audit/{name}`:", "", "\n".join(kept).strip(), ""]
     return lines

@@ -23,6 +23,7 @@ COMMANDS = {
     "push": "upload an export folder (with its model card) to a Hugging Face Hub model repository",
     "data": "data tools: curate, split, stats",
     "augment": "synthetic examples from seed rows (model paraphrases and new examples, rule-based noise), validated",
+    "audit": "bias audits: group representation in data; per-group and counterfactual fairness of a run",
     "params": "trainable vs total parameters and adapter size per fine-tuning method",
     "sweep": "hyperparameter sweeps and ablations on Optuna (grid, random, TPE; pruning; resumable, multi-worker)",
     "select-base": "rank candidate base models on a task (zero/few-shot or a short probe run) by quality and cost",

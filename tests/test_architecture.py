@@ -25,7 +25,8 @@ LAYERS = [
     {"train", "eval"},  # the trainer; evaluation. Neither imports the other.
     {"review", "sweep", "monitor", "registry"},  # human review sheets (built from eval results); sweeps over train runs;
     # drift and quality monitoring (eval's predictions over time); the MLflow model registry and refresh
-    {"augment"},  # synthetic data: generation (a loaded run), rules, validation (a run's head via monitor's view)
+    {"augment", "audit"},  # synthetic data: generation (a loaded run), rules, validation (a run's head via
+    # monitor's view); bias audits (eval's predictions per group, monitor's report tables)
     {"commands"},  # one thin module per subcommand: the only place train and eval meet
     {"cli"},
     {"__main__"},

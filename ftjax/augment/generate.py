@@ -65,7 +65,7 @@ def words(label: str) -> str:
     return label.replace("_", " ").replace("-", " ")
 
 
-def _origin(row: dict) -> str:
+def origin(row: dict) -> str:
     return f"{Path(str(row.get('_source', '?'))).name}:{row.get('_line', '?')}"
 
 
@@ -80,7 +80,7 @@ def plan(seeds: Sequence[dict], fmt: str, templates: dict[str, str], methods: Se
             target = str(row[target_field])
             prompt = templates["paraphrase"].format(text=row[text_field], label=target, target=target,
                                                     label_words=words(target))
-            requests += [Request("paraphrase", pid, prompt, {target_field: row[target_field]}, _origin(row))] * per_seed
+            requests += [Request("paraphrase", pid, prompt, {target_field: row[target_field]}, origin(row))] * per_seed
     if "new" in methods:
         pid = prompt_id("new", templates["new"])
         groups: dict[str, list[dict]] = {}
@@ -93,7 +93,7 @@ def plan(seeds: Sequence[dict], fmt: str, templates: dict[str, str], methods: Se
                 keep = {"label": label} if fmt == "classification" else {}
                 prompt = templates["new"].format(examples=examples, label=label, label_words=words(label))
                 requests.append(Request("new", pid, prompt, keep,
-                                        ",".join(_origin(rows[i]) for i in pick)))
+                                        ",".join(origin(rows[i]) for i in pick)))
     return requests
 
 

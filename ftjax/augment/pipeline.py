@@ -16,10 +16,12 @@ import numpy as np
 from ftjax.augment import generate as gen
 from ftjax.augment import rules
 from ftjax.augment.validate import FIELDS, FILTERS, Checks, head_label_probability, tfidf_label_probability, validate
+from ftjax.data.formats import map_texts
+from ftjax.data.groups import Lexicon, load_lexicon
 from ftjax.data.quality import Filters
 from ftjax.io import check_writable, write_json, write_jsonl, write_text
 
-METHODS = ("paraphrase", "new", "rules")
+METHODS = ("paraphrase", "new", "rules", "counterfactual")
 
 
 def _split(text: str) -> list[str]:
@@ -51,6 +53,8 @@ def check(c: ml_collections.ConfigDict) -> None:
         raise ValueError(f"validate.near_threshold={c.validate.near_threshold}: a similarity in (0, 1]")
     if "rules" in methods:
         rules.noise("check", _split(c.rules.noise), c.rules.rate, np.random.default_rng(0))
+    if "counterfactual" in methods:
+        _counterfactual_attributes(c)
     if {"paraphrase", "new"} & set(methods):
         gen.check_templates(dict(c.augment.templates))
         if not c.model.path and not c.model.workdir:
@@ -85,7 +89,37 @@ def rule_rows(seeds: list[dict], c: ml_collections.ConfigDict) -> list[dict]:
             text = rules.noise(text, kinds, c.rules.rate, rng) if kinds else text
             kept = {k: v for k, v in row.items() if k in FIELDS[c.data.format]}
             out.append({**kept, text_field: text, "source": "synthetic", "method": "rules", "generator": "rules",
-                        "prompt_id": pid, "seed": seed, "origin": gen._origin(row)})
+                        "prompt_id": pid, "seed": seed, "origin": gen.origin(row)})
+    return out
+
+
+def _counterfactual_attributes(c: ml_collections.ConfigDict) -> tuple[Lexicon, list[str]]:
+    lexicon = load_lexicon(c.rules.groups)
+    names = _split(c.rules.attributes) or [n for n, a in lexicon.attributes.items() if a.counterfactual]
+    for name in names:
+        if not lexicon.attribute(name).counterfactual:
+            raise ValueError(f"rules.attributes: {name!r} has no aligned term lists (counterfactual: false) "
+                             f"in {lexicon.source}")
+    return lexicon, names
+
+
+def counterfactual_rows(seeds: list[dict], c: ml_collections.ConfigDict) -> list[dict]:
+    """Counterfactual data augmentation: every seed whose input mentions one group of an attribute
+    (rules.attributes of the rules.groups lexicon), once in each other group, its group terms swapped in every
+    text field (ftjax.data.groups)."""
+    lexicon, names = _counterfactual_attributes(c)
+    fmt, fields = c.data.format, FIELDS[c.data.format]
+    out = []
+    for row in seeds:
+        kept = {k: v for k, v in row.items() if k in fields}
+        for name in names:
+            g = lexicon.group_of(row[fields[0]], name)
+            for h in lexicon.attribute(name).groups if "+" not in g and g else ():
+                if h != g:
+                    swapped = map_texts(kept, fmt, lambda t, g=g, h=h: lexicon.swap(t, name, g, h))
+                    out.append({**swapped, "source": "synthetic", "method": "counterfactual",
+                                "generator": "counterfactual", "prompt_id": f"counterfactual:{name}:{g}->{h}",
+                                "seed": 0, "origin": gen.origin(row)})
     return out
 
 
@@ -179,6 +213,8 @@ def augment(c: ml_collections.ConfigDict, spec: str, out: Path) -> dict:
     rows, seconds = model_rows(seeds, c, work) if {"paraphrase", "new"} & set(methods) else ([], 0.0)
     if "rules" in methods:
         rows += rule_rows(seeds, c)
+    if "counterfactual" in methods:
+        rows += counterfactual_rows(seeds, c)
     v = c.validate
     labels = tuple(sorted({str(r["label"]) for r in seeds})) if c.data.format == "classification" else ()
     checks = Checks(labels=labels, quality=Filters(max_char_run=v.max_char_run, min_letter_ratio=v.min_letter_ratio),
@@ -186,9 +222,9 @@ def augment(c: ml_collections.ConfigDict, spec: str, out: Path) -> dict:
                     label_threshold=v.label_threshold, enabled=tuple(_split(v.filters)))
     kept, removed, counts = validate(rows, c.data.format, checks, existing=seeds, test=test,
                                      label_probability=label_probability(c, seeds))
-    generated = len([r for r in rows if r["method"] != "rules"])
+    generated = len([r for r in rows if r["method"] in ("paraphrase", "new")])
     report = {"seeds": len(seeds), "candidates": len(rows), "kept": len(kept), "removed": counts,
-              "by_method": {m: sum(r["method"] == m for r in kept) for m in ("paraphrase", "new", "rules")},
+              "by_method": {m: sum(r["method"] == m for r in kept) for m in METHODS},
               "test_rows_checked": len(test), "generation_seconds": round(seconds, 1),
               "seconds_per_generated_row": round(seconds / generated, 3) if generated else None,
               "examples": {name: [{"row": _show(r, c.data.format), "why": r["why"]}
@@ -207,8 +243,8 @@ def _show(row: dict, fmt: str) -> str:
 
 def summary(report: dict) -> str:
     lines = [f"seeds {report['seeds']}, candidates {report['candidates']}, kept {report['kept']} "
-             f"(paraphrase {report['by_method']['paraphrase']}, new {report['by_method']['new']}, "
-             f"rules {report['by_method']['rules']}); generation {report['generation_seconds']} s",
+             f"({', '.join(f'{m} {n}' for m, n in report['by_method'].items())}); "
+             f"generation {report['generation_seconds']} s",
              "| filter | removed | e.g. |", "|---|---:|---|"]
     for name, n in report["removed"].items():
         eg = report["examples"][name][0] if report["examples"][name] else None

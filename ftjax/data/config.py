@@ -11,6 +11,10 @@
     labels                    comma-separated label set of classification rows ('' = from the rows)
     max_length                tokens per example (longer ones are truncated)
     pack                      pack several examples per training row (segment ids keep them apart)
+    groups, group_attribute   a group lexicon (ftjax.data.groups; '' = the starter set) and one of its attributes,
+    group_balance             for the bias mitigation below
+                              none | reweight (every mentioned group gets the same total loss weight) |
+                              resample (rows of less mentioned groups repeated up to the most mentioned one)
     synthetic_weight          loss weight of training rows with `source: synthetic` (ftjax augment's rows); a
                               row's own `weight` field multiplies it (1 = every row counts the same)
 """
@@ -28,7 +32,8 @@ HOLDOUT = "holdout:"
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(train="", validation="", test="", format="auto", columns="", labels="",
                                           max_length=256, pack=False, per_label=0, label_noise=0.0,
-                                          synthetic_weight=1.0))
+                                          synthetic_weight=1.0, groups="", group_attribute="",
+                                          group_balance="none"))
 
 
 def check(data: ml_collections.ConfigDict, need_train: bool = True) -> None:
@@ -36,6 +41,10 @@ def check(data: ml_collections.ConfigDict, need_train: bool = True) -> None:
     one_of(data, "data", "format", ("auto", *FORMATS))
     at_least(data, "data", 2, "max_length")
     at_least(data, "data", 0, "per_label", "label_noise", "synthetic_weight")
+    if "group_balance" in data:
+        one_of(data, "data", "group_balance", ("none", "reweight", "resample"))
+    if data.get("group_balance", "none") != "none" and not data.get("group_attribute"):
+        raise ValueError(f"data.group_balance={data.group_balance} needs data.group_attribute (e.g. gender)")
     if data.label_noise >= 1:
         raise ValueError(f"data.label_noise={data.label_noise}: a fraction of the training labels, below 1")
     if data.validation.startswith(HOLDOUT):
@@ -115,6 +124,23 @@ def row_weights(rows: list[dict], data: ml_collections.ConfigDict) -> list[float
             raise ValueError(f"{where(r)}: field 'weight' must be a finite number >= 0, got {r.get('weight')!r}")
         out.append(float(w) * (data.get("synthetic_weight", 1.0) if r.get("source") == "synthetic" else 1.0))
     return out
+
+
+def group_balanced(rows: list[dict], data: ml_collections.ConfigDict) -> list[dict]:
+    """The training rows with data.group_balance applied (by the groups their input mentions): reweighted
+    copies (their `weight` field scaled) or repeated rows; the rows themselves when it is none."""
+    from ftjax.data.formats import resolve_format, text_views
+    from ftjax.data.groups import balance_weights, load_lexicon, resample_counts
+
+    if data.get("group_balance", "none") == "none":
+        return rows
+    lexicon = load_lexicon(data.groups)
+    lexicon.attribute(data.group_attribute)
+    groups = [lexicon.group_of(text_views(r, resolve_format(r, data.format))[0], data.group_attribute) for r in rows]
+    if data.group_balance == "resample":
+        return [r for r, k in zip(rows, resample_counts(groups)) for _ in range(k)]
+    weights = row_weights(rows, ml_collections.ConfigDict({"synthetic_weight": 1.0}))  # their own `weight` fields
+    return [r | {"weight": new} if new != w else r for r, w, new in zip(rows, weights, balance_weights(groups, weights))]
 
 
 def label_set(data: ml_collections.ConfigDict) -> list[str] | None:

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 
 from ftjax import distributed
-from ftjax.data.config import label_set, row_weights, rows_of
+from ftjax.data.config import group_balanced, label_set, row_weights, rows_of
 from ftjax.data.encode import encode_all
 from ftjax.data.pipeline import Batches
 from ftjax.loss import target_positions
@@ -31,6 +31,8 @@ def load_split(split: str, config: ml_collections.ConfigDict, tokenizer: Any) ->
     rows = rows_of(config.data, split)
     if not rows:
         raise ValueError(f"{config.data[split]}: no rows for the {split} split")
+    if split == "train":
+        rows = group_balanced(rows, config.data)
     examples = encode_all(rows, tokenizer, config.data.format, config.data.max_length, label_set(config.data),
                           config.head.type)
     if split == "train":  # validation stays unweighted

@@ -1,0 +1,1 @@
+"""Bias audits: data representation, per-group and counterfactual fairness of a run, reports."""
