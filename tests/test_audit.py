@@ -63,6 +63,10 @@ def test_starter_swaps_are_exact_and_undo_themselves():
         text = " ".join(rng.choice(words, size=rng.integers(1, 9)))
         once = lex.swap(text, "gender", "female", "male")
         assert lex.swap(once, "gender", "female", "male") == text
+    # ignored phrases (a card brand) are neither counted nor swapped
+    assert lex.swap("My American Express card, American bank", "nationality", "american", "british") == \
+        "My American Express card, British bank"
+    assert lex.group_of("Is American Express accepted?", "nationality") == ""
     # a term without a counterpart is left as it is
     assert lex.swap("give it to him", "gender", "male", "female") == "give it to him"
 

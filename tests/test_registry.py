@@ -166,3 +166,21 @@ def test_refresh_promotes_a_candidate_that_learned_the_new_class_and_refuses_one
     assert rejected["tags"]["refresh.decision"] == "rejected"
     assert rejected["tags"]["refresh.reason"] == decision2["reason"] and decision2["reason"]
     assert (decision2["gain_new"] <= 5) or (decision2["loss_old"] > 0)  # the reason the rule gives
+
+
+def test_an_audit_report_attaches_to_a_version_and_comes_back_with_it(runs, tmp_path):
+    root, wd, registry, files = runs
+    report = tmp_path / "audit"
+    report.mkdir()
+    (report / "report.md").write_text("# Bias audit\n\ngender: no output changed\n")
+    (report / "report.html").write_text("<html><body><table></table></body></html>")
+    reg = Registry(registry)
+    reg.attach("b77", "1", report)
+    assert "attached.audit" in reg.version("b77", "1").tags
+    out = reg.pull("b77", "1", tmp_path / "pulled")
+    assert (out / "audit" / "report.md").read_text() == (report / "report.md").read_text()
+    assert (out / "audit" / "report.html").is_file() and (out / "checkpoints").is_dir()
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        reg.attach("b77", "1", tmp_path / "missing")
+    with pytest.raises(ValueError, match="cannot attach as 'eval'"):
+        reg.attach("b77", "1", report, as_name="eval")

@@ -46,8 +46,9 @@ def _label(p: dict) -> str:
 
 def audit_model(model: nnx.Module, tokenizer: Any, config: ml_collections.ConfigDict, rows: Sequence[dict],
                 lexicon: Lexicon, *, n_resamples: int = 1000, positive: str | None = None, examples: int = 5,
-                progress: bool = True) -> dict:
-    """The audit of `model` on `rows` (one split, in the run's data format): a JSON-ready report."""
+                min_rows: int = 10, progress: bool = True) -> dict:
+    """The audit of `model` on `rows` (one split, in the run's data format): a JSON-ready report. Fairness
+    metrics compare only groups with at least `min_rows` items (a gap between two or three items says nothing)."""
     report, preds = evaluate_split(model, tokenizer, rows, config, n_resamples=n_resamples, progress=progress)
     task = report["task"]
     if task == "regression":
@@ -55,37 +56,46 @@ def audit_model(model: nnx.Module, tokenizer: Any, config: ml_collections.Config
     by_source = {where(r): r for r in rows}
     texts = [_input_text(p) for p in preds]
     out = {"task": task, "items": len(preds), "metrics": report["metrics"], "lexicon": lexicon.source,
-           "attributes": {}}
+           "min_rows": min_rows, "attributes": {}}
     for name, attr in lexicon.attributes.items():
         groups = [lexicon.group_of(t, name) for t in texts]
         block = {"mentions": {g: groups.count(g) for g in attr.groups}, "several": sum("+" in g for g in groups)}
         single = [i for i, g in enumerate(groups) if g in attr.groups]
-        block["observed"] = _view(preds, task, single, [groups[i] for i in single], None, positive, n_resamples)
+        block["observed"] = _view(preds, task, single, [groups[i] for i in single], None, positive, n_resamples,
+                                  min_rows)
         if attr.counterfactual and single:
             block["counterfactual"] = _counterfactual(model, tokenizer, config, preds, by_source, task, lexicon,
-                                                      name, single, groups, positive, n_resamples, examples)
+                                                      name, single, groups, positive, n_resamples, examples, min_rows)
         out["attributes"][name] = block
     return out
 
 
 def _view(preds: Sequence[dict], task: str, idx: Sequence[int], groups: Sequence[str],
-          clusters: Sequence[int] | None, positive: str | None, n_resamples: int) -> dict:
-    """Per-group task metric (and, for classification with 2+ groups, the fairness metrics)."""
+          clusters: Sequence[int] | None, positive: str | None, n_resamples: int, min_rows: int) -> dict:
+    """Per-group task metric (and, for classification with 2+ groups of `min_rows`+ items, the fairness
+    metrics over those groups)."""
     view: dict = {"rows": len(idx), "groups": {}}
     for g in sorted(set(groups)):
         mine = [k for k, x in enumerate(groups) if x == g]
         score = mean_ci([_outcome(preds[idx[k]], task) for k in mine],
                         None if clusters is None else [clusters[k] for k in mine], n_resamples)
         view["groups"][g] = {"rows": len(mine), "accuracy" if task == "classification" else "rouge_l": score}
-    if task == "classification" and len(set(groups)) >= 2:
-        fair = group_fairness([preds[i]["label"] for i in idx], [_label(preds[i]) for i in idx], groups,
-                              positive=positive, clusters=clusters, n_resamples=n_resamples)
+    big = {g for g, b in view["groups"].items() if b["rows"] >= min_rows}
+    if task == "classification" and len(big) >= 2:
+        keep = [k for k, g in enumerate(groups) if g in big]
+        fair = group_fairness([preds[idx[k]]["label"] for k in keep], [_label(preds[idx[k]]) for k in keep],
+                              [groups[k] for k in keep], positive=positive,
+                              clusters=None if clusters is None else [clusters[k] for k in keep],
+                              n_resamples=n_resamples)
         view["fairness"] = {k: fair[k] for k in ("summary", "worst_class", "four_fifths", "classes")}
+        view["fairness"]["groups"] = sorted(big)
+    elif task == "classification":
+        view["fairness_skipped"] = f"fewer than two groups with {min_rows}+ items"
     return view
 
 
 def _counterfactual(model, tokenizer, config, preds, by_source, task, lexicon, name, single, groups, positive,
-                    n_resamples, examples) -> dict:
+                    n_resamples, examples, min_rows) -> dict:
     attr = lexicon.attribute(name)
     fmt = config.data.format
     versions = {(i, groups[i]): preds[i] for i in single}  # (item, group it is rendered in) -> prediction
@@ -124,7 +134,7 @@ def _counterfactual(model, tokenizer, config, preds, by_source, task, lexicon, n
              "items": len(single), "versions": len(keys)}
     vpreds = [versions[k] | {"label": preds[k[0]].get("label")} for k in keys]
     block |= _view(vpreds, task, range(len(keys)), [g for _, g in keys], [i for i, _ in keys], positive,
-                   n_resamples)
+                   n_resamples, min_rows)
     return block
 
 

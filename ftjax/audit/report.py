@@ -113,8 +113,13 @@ def model_sections(r: dict) -> tuple[list[Section], dict[str, bytes]]:
                  {True: "passes", False: "fails", None: "-"}[b["fairness"]["four_fifths"]],
                  b["fairness"]["worst_class"].get("dp_difference", "-")]
                 for view, b in (("observed", obs), ("counterfactual", cf)) if b and "fairness" in b]
-        if fair:
-            sections.append((f"{name}: fairness", "Worst class, one class against the rest; 95% bootstrap intervals.",
+        skipped = [f"{view}: {b['fairness_skipped']}" for view, b in (("observed", obs), ("counterfactual", cf))
+                   if b and "fairness_skipped" in b]
+        if fair or skipped:
+            sections.append((f"{name}: fairness", "Worst class, one class against the rest, over the groups with "
+                             f"{r.get('min_rows', 0)}+ items; 95% percentile bootstrap intervals (a gap between "
+                             "groups is biased upward under resampling, so its interval can sit above the point "
+                             "value). " + " ".join(f"No fairness metrics for {s}." for s in skipped),
                              ["view", "accuracy gap (points)", "DP difference", "disparate impact", "EO difference",
                               "four-fifths rule", "worst DP class"], fair))
         if cf:
@@ -148,6 +153,8 @@ def findings(r: dict) -> list[str]:
             out.append(f"{name}: swapping group terms on {cf['items']} items: {verdict} ({ci(f)}%).")
         for view in ("observed", "counterfactual"):
             b = a.get(view) or {}
+            if "fairness_skipped" in b:
+                out.append(f"{name} ({view}): no fairness metrics ({b['fairness_skipped']}).")
             if "fairness" in b:
                 s = b["fairness"]["summary"]
                 gap = s["accuracy_difference"]

@@ -29,6 +29,7 @@ flags.DEFINE_string("task", None, "model: which task of a multi-task run")
 flags.DEFINE_string("test", None, "model: the held-out rows to audit on (the run's data.test when not given)")
 flags.DEFINE_string("positive", None, "model: audit only this label against the rest (default: every label)")
 flags.DEFINE_integer("bootstrap", 1000, "bootstrap resamples for the intervals")
+flags.DEFINE_integer("min_group_rows", 10, "model: fairness metrics compare only groups with this many items")
 flags.DEFINE_integer("examples", 5, "examples to show per group / swap")
 flags.DEFINE_string("before", None, "compare: the audit folder before")
 flags.DEFINE_string("after", None, "compare: the audit folder after")
@@ -113,5 +114,5 @@ def _model(lexicon) -> dict:
     eval_items(rows, config.data.format, label_set(config.data))  # every row checked before the model loads
     model, tokenizer, _, step = load_run(FLAGS.workdir, FLAGS.checkpoint)
     report = audit_model(model, tokenizer, config, rows, lexicon, n_resamples=FLAGS.bootstrap,
-                         positive=FLAGS.positive, examples=FLAGS.examples)
+                         positive=FLAGS.positive, examples=FLAGS.examples, min_rows=FLAGS.min_group_rows)
     return report | {"workdir": FLAGS.workdir, "step": step, "test": config.data.test}

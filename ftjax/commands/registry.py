@@ -6,6 +6,7 @@
   promote --version=V [--reason=TEXT]      make V the champion (the serving version)
   rollback                                 give the champion back to the version it replaced
   pull --version=V --out=DIR               the version as a workdir (for ftjax eval / monitor / init_from)
+  attach --version=V --folder=DIR [--as=audit]   a report folder (ftjax audit's) stored with the version
 
 The registry is MLflow's model registry: --registry is a folder (default `registry`, a SQLite store inside it,
 made by the first command) or a tracking server URI (http://...). Each version's MLflow run holds the run's
@@ -29,8 +30,10 @@ flags.DEFINE_string("parent", None, "register: the version this run continued fr
 flags.DEFINE_bool("promote", False, "register: make the new version the champion too")
 flags.DEFINE_string("reason", "", "promote: why (kept as a tag)")
 flags.DEFINE_string("out", None, "pull: the new workdir")
+flags.DEFINE_string("folder", None, "attach: the folder to store with the version (e.g. RUN/audit)")
+flags.DEFINE_string("as", "audit", "attach: its name among the version's artifacts")
 
-SUBCOMMANDS = ("register", "list", "show", "promote", "rollback", "pull")
+SUBCOMMANDS = ("register", "list", "show", "promote", "rollback", "pull", "attach")
 
 
 def main(argv: list[str]) -> None:
@@ -40,9 +43,11 @@ def main(argv: list[str]) -> None:
     from ftjax.registry.store import Registry
 
     what = argv[1]
-    need = {"register": "workdir", "promote": "version", "pull": "version"}
+    need = {"register": "workdir", "promote": "version", "pull": "version", "attach": "folder"}
     if what in need and not FLAGS[need[what]].value:
         raise ValueError(f"registry {what} needs --{need[what]}")
+    if what == "attach" and not FLAGS.version:
+        raise ValueError("registry attach needs --version")
     if what == "pull" and not FLAGS.out:
         raise ValueError("registry pull needs --out=DIR (a new folder)")
     reg = Registry(FLAGS.registry)
@@ -62,6 +67,9 @@ def main(argv: list[str]) -> None:
         print(f"{name}: champion is now version {FLAGS.version} (was {before or 'none'})")
     elif what == "rollback":
         print(f"{name}: rolled back; champion is now version {reg.rollback(name)}")
+    elif what == "attach":
+        print(f"attached {FLAGS.folder} to {name} version {FLAGS.version}: "
+              f"{reg.attach(name, FLAGS.version, FLAGS.folder, FLAGS['as'].value)}")
     else:
         print(f"pulled {name} version {FLAGS.version} to {reg.pull(name, FLAGS.version, FLAGS.out)}")
 

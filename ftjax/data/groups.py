@@ -9,6 +9,7 @@ A lexicon is YAML (the starter set, `ftjax/data/starter_groups.yaml`, documents 
           female: [she, her, hers, woman]
           male:   [he, his, ~, man]
     sensitive: [religion, disabled]   # terms to flag wherever they occur
+    ignore: [American Express]        # phrases that contain a term but are not about a group (brands, places)
 
 A term in lower case matches any casing as a whole word or phrase; a term with a capital letter (US, UK) matches
 only as written. A swap keeps a lower, Capitalised or UPPER word so. Swapping groups a and b exchanges both
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 STARTER = Path(__file__).with_name("starter_groups.yaml")
-_KEYS = {"attributes", "sensitive"}
+_KEYS = {"attributes", "sensitive", "ignore"}
 _ATTRIBUTE_KEYS = {"groups", "counterfactual"}
 
 
@@ -44,6 +45,11 @@ class Lexicon:
     attributes: dict[str, Attribute]
     sensitive: tuple[str, ...] = ()
     source: str = ""
+    ignore: tuple[str, ...] = ()
+
+    def _masked(self, text: str) -> str:
+        """`text` with the ignored phrases blanked out (same length), so their words count for no group."""
+        return _pattern(self.ignore).sub(lambda m: " " * len(m[0]), text) if self.ignore else text
 
     def attribute(self, name: str) -> Attribute:
         if name not in self.attributes:
@@ -54,6 +60,7 @@ class Lexicon:
     def mentions(self, text: str) -> dict[str, set[str]]:
         """attribute -> the groups whose terms occur in `text` (attributes with none left out)."""
         out = {}
+        text = self._masked(text)
         for name, attr in self.attributes.items():
             found = {g for g in attr.groups if _pattern(tuple(attr.terms(g))).search(text)}
             if found:
@@ -66,6 +73,7 @@ class Lexicon:
         return "+".join(sorted(found))
 
     def sensitive_terms(self, text: str) -> list[str]:
+        text = self._masked(text)
         return [t for t in self.sensitive if _pattern((t,)).search(text)]
 
     def swap(self, text: str, attribute: str, a: str, b: str) -> str:
@@ -82,10 +90,14 @@ class Lexicon:
                 table[_key(x)], table[_key(y)] = y, x
         if not table:
             return text
-        pattern = _pattern(tuple(t for g in (a, b) for t in attr.terms(g) if _key(t) in table))
+        kept = {_key(t) for t in self.ignore}
+        # ignored phrases join the alternation (longest first) and map to themselves, so their words stay put
+        pattern = _pattern(tuple(t for g in (a, b) for t in attr.terms(g) if _key(t) in table) + self.ignore)
 
         def replace(m: re.Match) -> str:
             found = m[0]
+            if found in kept or found.lower() in kept:
+                return found
             new = table[found] if found in table else table[found.lower()]
             if found not in table:  # a case-insensitive term: carry its casing over
                 if found.isupper() and len(found) > 1:
@@ -128,10 +140,13 @@ def load_lexicon(path: str | Path = "") -> Lexicon:
     if set(data) - _KEYS:
         raise ValueError(f"{p}: unknown key(s) {sorted(set(data) - _KEYS)}; a lexicon has: {', '.join(sorted(_KEYS))}")
     attributes = {str(name): _attribute(p, str(name), spec) for name, spec in data["attributes"].items()}
-    sensitive = data.get("sensitive") or []
-    if not isinstance(sensitive, list) or not all(isinstance(t, str) and t.strip() for t in sensitive):
-        raise ValueError(f"{p}: 'sensitive' must be a list of terms")
-    return Lexicon(attributes, tuple(t.strip() for t in sensitive), str(p))
+    lists = {}
+    for key in ("sensitive", "ignore"):
+        value = data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(t, str) and t.strip() for t in value):
+            raise ValueError(f"{p}: '{key}' must be a list of terms")
+        lists[key] = tuple(t.strip() for t in value)
+    return Lexicon(attributes, lists["sensitive"], str(p), lists["ignore"])
 
 
 def _attribute(p: Path, name: str, spec: object) -> Attribute:

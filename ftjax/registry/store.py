@@ -132,6 +132,8 @@ class Registry:
                 (run_dir / "eval").mkdir()
                 for f in wd.eval.glob("*.json"):
                     shutil.copy2(f, run_dir / "eval" / f.name)
+            if (Path(workdir) / "audit").is_dir():  # a bias audit made before registering goes with the version
+                shutil.copytree(Path(workdir) / "audit", run_dir / "audit")
             self.client.log_artifacts(run_id, str(run_dir), "run")
         summary = json.loads(wd.summary.read_text()) if wd.summary.is_file() else {}
         verdict = summary.get("objective", {}) if isinstance(summary.get("objective"), dict) else {}
@@ -214,6 +216,19 @@ class Registry:
         self.client.set_model_version_tag(name, previous, "rolled_back_from", current)
         self.client.set_registered_model_alias(name, CHAMPION, previous)
         return previous
+
+    def attach(self, name: str, version: str, folder: str | os.PathLike, as_name: str = "audit") -> str:
+        """Store `folder` (e.g. an audit report) with version `version`, under run/<as_name>/ of its artifacts
+        (so `pull` brings it back), and tag the version `attached.<as_name>`; returns the artifact path."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no such folder: {folder}")
+        if not as_name or "/" in as_name or as_name in ("checkpoints", "eval"):
+            raise ValueError(f"cannot attach as {as_name!r}: give a plain name other than checkpoints or eval")
+        mv = self.version(name, version)
+        self.client.log_artifacts(mv.run_id, str(folder), f"run/{as_name}")
+        self.client.set_model_version_tag(name, str(version), f"attached.{as_name}", f"{_now()} from {folder}")
+        return f"{mv.source}/{as_name}"
 
     def pull(self, name: str, version: str, out: str | os.PathLike) -> Path:
         """The version's training run as a workdir at `out` (config, summary, eval results and its checkpoint),
