@@ -149,3 +149,60 @@ def _fused_nll(head: Callable[[Array], Array], h: Array, y: Array, m: Array, smo
 
     run.defvjp(forward, backward)
     return run(h)
+
+
+PREFERENCE_LOSSES = ("dpo", "ipo", "orpo", "simpo")
+NEEDS_REFERENCE = ("dpo", "ipo")
+
+
+def target_logprobs(head: Callable[[Array], Array], hidden: Array, targets: Array, index: Array,
+                    chunk: int = 256) -> Array:
+    """log p(target) at each gathered target position [k] (float32), the head applied in checkpointed chunks."""
+    d = hidden.shape[-1]
+    h = jnp.take(hidden.reshape(-1, d), index, axis=0)
+    y = jnp.take(targets.reshape(-1), index, axis=0)
+    k = index.shape[0]
+    chunk = min(chunk, k)
+    pad = -k % chunk
+    h, y = jnp.pad(h, [(0, pad), (0, 0)]), jnp.pad(y, [(0, pad)])
+
+    @jax.checkpoint
+    def one(hc, yc):
+        return -token_nll(head(hc), yc)
+
+    out = jax.lax.map(lambda xs: one(*xs), (h.reshape(-1, chunk, d), y.reshape(-1, chunk)))
+    return out.reshape(-1)[:k]
+
+
+def preference_losses(kind: str, chosen: Array, rejected: Array, ref_chosen: Array | None, ref_rejected: Array | None,
+                      chosen_len: Array, rejected_len: Array, beta: float, label_smoothing: float = 0.0,
+                      gamma: float = 0.0, orpo_weight: float = 1.0) -> tuple[Array, Array, Array]:
+    """(loss, chosen reward, rejected reward) per pair, from summed sequence log-probs [pairs] and token counts.
+
+    dpo   -(1-e) log s(b h) - e log s(-b h), h = (chosen - ref_chosen) - (rejected - ref_rejected)   (Rafailov et
+          al. 2023; e = label_smoothing, the conservative DPO of Mitchell 2023)
+    ipo   (h - 1 / (2 b))^2 on the same log-ratio difference                                          (Azar et al. 2023)
+    orpo  -mean log p(chosen) per token - w log s(log odds(chosen) - log odds(rejected)), odds from the
+          per-token mean log-prob: log odds = m - log(1 - exp(m)); no reference model                  (Hong et al. 2024)
+    simpo -(1-e) log s(b (mc - mr) - g) - e log s(-(b (mc - mr) - g)), m = mean log-prob per token; no
+          reference model                                                                              (Meng et al. 2024)
+    Rewards: b times the log-ratio to the reference (dpo, ipo), b times the mean log-prob (orpo, simpo)."""
+    sig = jax.nn.log_sigmoid
+    if kind in NEEDS_REFERENCE:
+        rc, rr = chosen - ref_chosen, rejected - ref_rejected
+        h = rc - rr
+        if kind == "dpo":
+            loss = -(1 - label_smoothing) * sig(beta * h) - label_smoothing * sig(-beta * h)
+        else:
+            loss = jnp.square(h - 1 / (2 * beta))
+        return loss, beta * rc, beta * rr
+    mc, mr = chosen / jnp.maximum(chosen_len, 1), rejected / jnp.maximum(rejected_len, 1)
+    if kind == "orpo":
+        log_odds = lambda m: m - jnp.log1p(-jnp.exp(jnp.minimum(m, -1e-6)))
+        loss = -mc - orpo_weight * sig(log_odds(mc) - log_odds(mr))
+    elif kind == "simpo":
+        z = beta * (mc - mr) - gamma
+        loss = -(1 - label_smoothing) * sig(z) - label_smoothing * sig(-z)
+    else:
+        raise ValueError(f"unknown preference loss {kind!r}; choose from {', '.join(PREFERENCE_LOSSES)}")
+    return loss, beta * mc, beta * mr

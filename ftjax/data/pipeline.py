@@ -40,7 +40,7 @@ class Batches:
             raise ValueError("bucket_window is for padded batches in one process (packing avoids padding anyway)")
         if batch_size < 1 or seq_len < 2:
             raise ValueError(f"need batch_size >= 1 and seq_len >= 2, got {batch_size} and {seq_len}")
-        self._arrays = [_example(e, i, seq_len, pad_id) for i, e in enumerate(examples)]
+        self._arrays = [example_arrays(e, i, seq_len, pad_id) for i, e in enumerate(examples)]
         self._lengths = np.array([len(a["inputs"]) for a in self._arrays])
         self.batch_size, self.seq_len, self.pad_id, self.pack = batch_size, seq_len, pad_id, pack
         self._widths = sorted({max(2, seq_len >> k) for k in range(4)}) if bucket_window else [seq_len]
@@ -96,14 +96,7 @@ class Batches:
         self._iterator.set_state(state["grain"])
 
     def _padded(self, i: int) -> dict[str, np.ndarray]:
-        a = self._arrays[i]
-        n, pad = len(a["inputs"]), self.seq_len - len(a["inputs"])
-        out = {k: np.pad(a[k], (0, pad), constant_values=self.pad_id if k in ("inputs", "targets") else 0)
-               for k in FEATURES}
-        out["attention_mask"] = np.arange(self.seq_len) < n
-        out["positions"] = np.where(out["attention_mask"], np.arange(self.seq_len), 0).astype(np.int32)
-        out["segment_ids"] = out["attention_mask"].astype(np.int32)
-        return out
+        return padded_row(self._arrays[i], self.seq_len, self.pad_id)
 
     def _collate(self, rows: list[dict]) -> dict[str, np.ndarray]:
         return self._fill({k: np.stack([r[k] for r in rows]) for k in rows[0]})
@@ -157,7 +150,7 @@ class _Bucketed(grain.MapDataset):
         return [i for b in order for i in ids[b * self._batch:(b + 1) * self._batch]] + ids[full * self._batch:]
 
 
-def _example(e: dict, i: int, seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
+def example_arrays(e: dict, i: int, seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
     ids, mask = e["input_ids"], e["loss_mask"]
     if len(ids) != len(mask) or not ids:
         raise ValueError(f"example {i}: input_ids and loss_mask must be non-empty and of equal length")
@@ -169,6 +162,17 @@ def _example(e: dict, i: int, seq_len: int, pad_id: int) -> dict[str, np.ndarray
     at_targets = lambda x: np.where(loss_mask, np.float32(x), np.float32(0)).astype(np.float32)
     return {"inputs": ids, "targets": np.append(ids[1:], np.int32(pad_id)), "loss_mask": loss_mask,
             "values": at_targets(e.get("value", 0.0)), "weights": at_targets(e.get("weight", 1.0))}
+
+
+def padded_row(a: dict[str, np.ndarray], seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
+    """One example's arrays (example_arrays) right-padded to seq_len, with its attention mask, positions and
+    segment id."""
+    n, pad = len(a["inputs"]), seq_len - len(a["inputs"])
+    out = {k: np.pad(a[k], (0, pad), constant_values=pad_id if k in ("inputs", "targets") else 0) for k in FEATURES}
+    out["attention_mask"] = np.arange(seq_len) < n
+    out["positions"] = np.where(out["attention_mask"], np.arange(seq_len), 0).astype(np.int32)
+    out["segment_ids"] = out["attention_mask"].astype(np.int32)
+    return out
 
 
 def _next_index(state: dict) -> int:

@@ -11,10 +11,12 @@ import numpy as np
 from ftjax import distributed
 from ftjax.data.config import group_balanced, label_set, row_weights, rows_of
 from ftjax.data.encode import encode_all
+from ftjax.data.pairs import PairBatches, encode_pair
 from ftjax.data.pipeline import Batches
 from ftjax.loss import target_positions
 from ftjax.models.tokenizer import load_tokenizer
 from ftjax.tasks import task_for_step
+from ftjax.train.config import preference_loss
 
 
 @dataclasses.dataclass
@@ -31,6 +33,8 @@ def load_split(split: str, config: ml_collections.ConfigDict, tokenizer: Any) ->
     rows = rows_of(config.data, split)
     if not rows:
         raise ValueError(f"{config.data[split]}: no rows for the {split} split")
+    if preference_loss(config) != "none":  # pairs: (chosen example, rejected example) per row
+        return rows, [encode_pair(r, tokenizer, config.data.max_length) for r in rows]
     if split == "train":
         rows = group_balanced(rows, config.data)
     examples = encode_all(rows, tokenizer, config.data.format, config.data.max_length, label_set(config.data),
@@ -52,8 +56,12 @@ def load_data(config: ml_collections.ConfigDict, validation: bool = True, tokeni
 
 
 def train_batches(examples: list[dict], config: ml_collections.ConfigDict, shards: distributed.DataShards,
-                  pad_id: int) -> Batches:
-    """This process's micro-batches of the training split: shuffled by the run's seed, packed if configured."""
+                  pad_id: int) -> Batches | PairBatches:
+    """This process's micro-batches of the training split: shuffled by the run's seed, packed if configured;
+    of a preference run, its pairs (two rows each)."""
+    if preference_loss(config) != "none":
+        return PairBatches(examples, batch_size=shards.rows // shards.count // 2, seq_len=config.data.max_length,
+                           seed=config.train.seed, shard_index=shards.index, shard_count=shards.count, pad_id=pad_id)
     return Batches(examples, batch_size=shards.rows // shards.count, seq_len=config.data.max_length,
                    seed=config.train.seed, pack=config.data.pack, shard_index=shards.index,
                    shard_count=shards.count, pad_id=pad_id)
@@ -100,9 +108,13 @@ def step_batch(batches: Batches, accum: int, shards: distributed.DataShards | No
 
 
 def eval_batches(examples: list[dict], config: ml_collections.ConfigDict, pad_id: int):
-    """The validation examples once, in order, as batches with their target positions."""
-    batches = Batches(examples, batch_size=config.train.eval_batch_size, seq_len=config.data.max_length,
-                      seed=0, shuffle=False, num_epochs=1, pad_id=pad_id, drop_remainder=False)
+    """The validation examples (or pairs) once, in order, as batches with their target positions."""
+    if preference_loss(config) != "none":
+        batches = PairBatches(examples, batch_size=config.train.eval_batch_size, seq_len=config.data.max_length,
+                              seed=0, shuffle=False, num_epochs=1, pad_id=pad_id, drop_remainder=False)
+    else:
+        batches = Batches(examples, batch_size=config.train.eval_batch_size, seq_len=config.data.max_length,
+                          seed=0, shuffle=False, num_epochs=1, pad_id=pad_id, drop_remainder=False)
     for b in batches:
         b = dict(b)
         del b["weights"]  # validation metrics are unweighted

@@ -12,6 +12,11 @@
                                val_loss, or a weighted sum W*NAME+W*NAME), mode (min | max), patience (0 = off),
                                min_delta
 
+    preference                 loss: none (supervised) | dpo | ipo | orpo | simpo on data.train's preference pairs
+                               (ftjax.data.pairs); beta, label_smoothing (dpo, simpo), gamma (simpo's margin),
+                               orpo_weight; dpo and ipo compare with the reference model, the same base with
+                               the adapter switched off (ftjax.loss.preference_losses)
+
 checkpoint: save `every` N steps (and at every evaluation and the last step), keep the newest `keep` plus the
 best, write asynchronously (`async_save`).
 """
@@ -27,6 +32,7 @@ from ftjax.train.trackers import tracker_names
 
 SCHEDULES = ("constant", "linear", "cosine")
 LOSS_METRICS = ("val_loss", "val_perplexity", "val_token_accuracy")  # computed at every evaluation
+PREFERENCE_METRICS = ("val_loss", "val_reward_accuracy", "val_reward_margin")  # a preference run's instead
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -34,7 +40,17 @@ def default_config() -> ml_collections.ConfigDict:
         steps=0, epochs=2, batch_size=8, grad_accum_steps=1, learning_rate=1e-3, schedule="cosine", warmup_steps=8,
         weight_decay=0.0, max_grad_norm=1.0, eval_every=20, eval_batch_size=16, log_every=1, seed=0, loss_chunk=256,
         early_stopping=dict(metric="val_loss", mode="min", patience=0, min_delta=0.0), log_to="",
-        tracking=dict(mlflow_uri="", experiment="ftjax", wandb_project="ftjax", wandb_mode="offline")))
+        tracking=dict(mlflow_uri="", experiment="ftjax", wandb_project="ftjax", wandb_mode="offline"),
+        preference=preference_config()))
+
+
+def preference_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(loss="none", beta=0.1, label_smoothing=0.0, gamma=0.0, orpo_weight=1.0))
+
+
+def preference_loss(config: ml_collections.ConfigDict) -> str:
+    """The run's preference loss, or "none" (configs written before the block existed are supervised)."""
+    return config.train.get("preference", {}).get("loss", "none")
 
 
 def checkpoint_config() -> ml_collections.ConfigDict:
@@ -92,9 +108,37 @@ def check(config: ml_collections.ConfigDict) -> None:
                              "(generated metrics come from eval.metrics), or a weighted sum of them")
     at_least(config.checkpoint, "checkpoint", 1, "every", "keep")
     tracker_names(config)
+    check_preference(config)
     if "tracking" in tc:
         one_of(tc.tracking, "train.tracking", "wandb_mode", ("offline", "online", "disabled"))
     check_objective(config, known)
+
+
+def check_preference(config: ml_collections.ConfigDict) -> None:
+    from ftjax import tasks
+    from ftjax.loss import NEEDS_REFERENCE, PREFERENCE_LOSSES
+
+    kind = preference_loss(config)
+    if kind == "none":
+        return
+    p = config.train.preference
+    one_of(p, "train.preference", "loss", ("none", *PREFERENCE_LOSSES))
+    at_least(p, "train.preference", 0, "label_smoothing", "gamma", "orpo_weight")
+    if not p.beta > 0 or not p.label_smoothing < 0.5:
+        raise ValueError(f"train.preference: need beta > 0 and label_smoothing < 0.5, got {p.beta} and "
+                         f"{p.label_smoothing}")
+    if tasks.task_names(config) != [""]:
+        raise ValueError("train.preference trains one task on preference pairs; a multi-task run is not supported")
+    if config.head.type != "lm":
+        raise ValueError(f"train.preference scores answers with the language-model head; head.type={config.head.type}")
+    if config.data.pack:
+        raise ValueError("train.preference: pairs are not packed (a pair's rows stay apart); set data.pack=False")
+    if config.eval.get("metrics"):
+        raise ValueError("train.preference validates on pairs (loss, reward accuracy and margin); leave "
+                         "eval.metrics empty and score the task with ftjax eval on a test split")
+    if kind in NEEDS_REFERENCE and config.peft.method == "full":
+        raise ValueError(f"train.preference.loss={kind} needs a reference model, which is the base with the adapter "
+                         "off: with peft.method=full there is no adapter; use orpo or simpo, or a PEFT method")
 
 
 def logged_metrics(config: ml_collections.ConfigDict) -> list[str]:
@@ -111,6 +155,8 @@ def logged_metrics(config: ml_collections.ConfigDict) -> list[str]:
             raise ValueError(f"{f'tasks.{name}.' if name else ''}eval.metrics: {e}") from None
         loss = {"classification": (*LOSS_METRICS, "val_accuracy"), "regression": ("val_loss", "val_mse")}.get(
             task.head.type, LOSS_METRICS)
+        if preference_loss(config) != "none":
+            loss = PREFERENCE_METRICS
         known += [f"{tasks.prefix(name)}{m}" for m in (*loss, *(f"val_{g}" for g in generated))]
     return known
 

@@ -33,7 +33,7 @@ from ftjax.objective import judge, objective_block, validation_name
 from ftjax.tasks import mixture_rates, prefix, task_configs
 from ftjax.train.batches import MixtureBatches, RunData, eval_batches, load_data, step_batch, train_batches
 from ftjax.train.checkpoints import Checkpoints, abstract
-from ftjax.train.config import check
+from ftjax.train.config import check, preference_loss
 from ftjax.train.early_stopping import EarlyStopping, is_weighted, weighted_sum
 from ftjax.train.guard import open_run
 from ftjax.train.metric_log import MetricWriter
@@ -266,12 +266,15 @@ def validate(run: TrainSetup, state: TrainState, data: dict[str, RunData], tasks
 
 def validate_task(eval_step: Any, run: TrainSetup, state: TrainState, data: RunData, config: ml_collections.ConfigDict,
                   task_metrics: TaskMetrics | None) -> dict[str, float]:
-    nll = n = hits = 0.0
+    nll = n = hits = margin = 0.0
     for b in eval_batches(data.validation, config, data.pad_id):
-        s, k, h = eval_step(state, run.place_eval(b))
-        nll, n, hits = nll + float(s), n + float(k), hits + float(h)
+        s, k, h, *m = eval_step(state, run.place_eval(b))
+        nll, n, hits, margin = nll + float(s), n + float(k), hits + float(h), margin + float(sum(m))
     loss = nll / max(n, 1.0)
-    if config.head.type == "regression":  # the loss is the mean squared error
+    if preference_loss(config) != "none":  # n counts pairs; a pair is won when its chosen reward is higher
+        out = {"val_loss": loss, "val_reward_accuracy": 100 * hits / max(n, 1.0),
+               "val_reward_margin": margin / max(n, 1.0)}
+    elif config.head.type == "regression":  # the loss is the mean squared error
         out = {"val_loss": loss, "val_mse": loss}
     else:
         out = {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0)),

@@ -23,6 +23,7 @@ from ftjax.tasks import task_configs
 from ftjax.train.optimizer import optimizer, schedule
 from ftjax.train.restore import init_from
 from ftjax.train.build import build_model
+from ftjax.train.config import preference_loss
 from ftjax.train.state import TrainState
 from ftjax.train.step import make_eval_step, make_train_step
 
@@ -87,7 +88,8 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     if tc.batch_size % tc.grad_accum_steps or micro % replicas:
         raise ValueError(f"train.batch_size={tc.batch_size} must split into grad_accum_steps={tc.grad_accum_steps} "
                          f"micro-batches divisible by data x fsdp = {replicas}")
-    shards = distributed.DataShards(mesh, micro)
+    preference = tc.preference if preference_loss(config) != "none" else None
+    shards = distributed.DataShards(mesh, 2 * micro if preference else micro)  # a pair is two rows
     model.train()
     graphdef, trainable, rng, frozen = nnx.split(model, trainable_filter(config.peft), nnx.RngState, ...)
     model.eval()
@@ -115,10 +117,11 @@ def setup(config: ml_collections.ConfigDict, total_steps: int) -> TrainSetup:
     for name, task in tasks.items():  # one compiled step per task: its head and loss
         head = head_name(task)
         step = make_train_step(graphdef, tx, tc.loss_chunk, head, task.head.label_smoothing,
-                               accuracy=task.head.type != "regression")
+                               accuracy=task.head.type != "regression", preference=preference)
         train_steps[name] = jax.jit(step, donate_argnums=0, in_shardings=(shardings, batch_shardings),
                                     out_shardings=(shardings, replicated))
-        eval_steps[name] = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk, head), out_shardings=replicated,
+        eval_steps[name] = jax.jit(make_eval_step(eval_graphdef, tc.loss_chunk, head, preference),
+                                   out_shardings=replicated,
                                    in_shardings=(shardings, eval_shardings))
     return TrainSetup(model.config, counts, mesh, shards, state, shardings, learning_rate, batch_shardings,
                       eval_shardings, eval_graphdef, train_steps, eval_steps, transfer)
