@@ -187,3 +187,48 @@ def test_html_page_downloads_an_importable_sheet(ab, tmp_path):
     assert who == "carol" and len(answers) == 6
     assert all(a["accuracy_1"] == 2 and a["preferred"] == "2" and a["comment"] == 'fine, "really"'
                for a in answers.values())
+
+
+def test_review_pairs_handle_ties_disagreement_and_malformed_sheets(ab, tmp_path):
+    out, key, first = ab
+    b_slot = lambda r: "1" if first[r["item"]] == "b" else "2"
+    a_slot = lambda r: "2" if b_slot(r) == "1" else "1"
+    scores = lambda r: {"accuracy_1": 3, "accuracy_2": 3, "fluency_1": 2, "fluency_2": 2, "comment": ""}
+
+    def alice(r):  # prefers B, except item004 (A) and item005 (tie)
+        pref = {"item004": a_slot(r), "item005": "tie"}.get(r["item"], b_slot(r))
+        return scores(r) | {"preferred": pref, f"accuracy_{b_slot(r)}": 5}
+
+    def bob(r):  # prefers B, except item004 (B: alice and bob disagree) and item005 (tie) and item006 (A)
+        pref = {"item005": "tie", "item006": a_slot(r)}.get(r["item"], b_slot(r))
+        return scores(r) | {"preferred": pref, f"accuracy_{b_slot(r)}": 5}
+
+    def carol(r):  # always B
+        return scores(r) | {"preferred": b_slot(r)}
+
+    sheets = [str(fill(out / "sheet.csv", tmp_path / f"{f.__name__}.csv", f)) for f in (alice, bob, carol)]
+    pairs_file = tmp_path / "pairs.jsonl"
+    proc = ftjax("review", "pairs", f"--key={out / 'key.json'}", *sheets, f"--output={pairs_file}")
+    pairs = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    # item004: votes A, B, B -> B with 2/3 agreement (kept); item005: tie, tie, B -> B with 1/3 (disagreement);
+    # item006: B, A, B -> B (2/3); the rest unanimous
+    assert "dropped: tie 0, disagreement 1, same_answer 0" in proc.stdout
+    assert len(pairs) == 5 and all(p["chosen"].startswith("answer") and p["rejected"].startswith("wrong")
+                                   for p in pairs)
+    assert all(p["preferred_system"] == "b" for p in pairs)
+    assert {p["item"]: p["agreement"] for p in pairs}["item004"] == pytest.approx(0.667, abs=1e-3)
+    # rubric totals: carol scores both the same (a tie vote); alice and bob give B 5 -> B wins with 2/3
+    proc = ftjax("review", "pairs", f"--key={out / 'key.json'}", *sheets, f"--output={pairs_file}", "--by=rubric")
+    assert "6 pairs from 6 items" in proc.stdout
+    # stricter agreement: unanimity keeps only the unanimous items
+    proc = ftjax("review", "pairs", f"--key={out / 'key.json'}", *sheets, f"--output={pairs_file}",
+                 "--min_agreement=1")
+    assert "3 pairs from 6 items" in proc.stdout
+    # a malformed sheet is one line with its file:line; a single-system review has no pairs
+    bad = fill(out / "sheet.csv", tmp_path / "bad.csv", lambda r: carol(r) | {"preferred": "maybe"})
+    proc = ftjax("review", "pairs", f"--key={out / 'key.json'}", str(bad), f"--output={pairs_file}", check=False)
+    assert proc.returncode == 2 and "bad.csv:2: preferred is 'maybe'" in proc.stderr
+    from ftjax.review.pairs import review_pairs
+
+    with pytest.raises(ValueError, match="need a blinded A/B review"):
+        review_pairs(key | {"paired": False}, {}, {})

@@ -1,5 +1,6 @@
 """ftjax review export --run=RUN [--run_b=RUN_B] --out=DIR [--rubric=...] [--sample=N]
    ftjax review import --key=DIR/key.json SHEET.csv [SHEET.csv ...] [--out=DIR]
+   ftjax review pairs --key=DIR/key.json SHEET.csv [SHEET.csv ...] --output=PAIRS.jsonl [--by=preference|rubric]
    ftjax review data-export --input=ROWS.jsonl --out=DIR [--sample=N]
    ftjax review data-import --key=DIR/key.json SHEET.csv [SHEET.csv ...] --output=REVIEWED.jsonl
 
@@ -8,6 +9,10 @@ export writes DIR/sheet.csv, DIR/sheet.html (self-contained; its form downloads 
 workdir (its eval/<split>.json), an eval result .json, or a *_predictions.jsonl. import checks the completed
 sheets and writes review_summary.json/.md: per-criterion means with 95% intervals, Krippendorff's alpha, and
 A/B win rates with a sign test.
+
+pairs turns a completed blinded A/B review into preference pairs for train.preference (DPO, IPO, ORPO,
+SimPO): per item, the majority of reviewers' preferences (or rubric totals); ties, items below --min_agreement
+and identical outputs are dropped and counted (ftjax/review/pairs.py states the rule).
 
 data-export / data-import review data rows (ftjax augment's synthetic rows): reviewers mark each sampled row
 keep, fix (fixed_input / fixed_output) or drop, and data-import writes the rows back with the decisions applied
@@ -33,7 +38,10 @@ flags.DEFINE_string("key", None, "import: the key.json written by export")
 flags.DEFINE_integer("bootstrap", 1000, "import: bootstrap resamples for the intervals")
 flags.DEFINE_string("out", None, "export: output folder (required); import: summary folder (default: the key's)")
 flags.DEFINE_string("input", None, "data-export: the JSONL rows to review")
-flags.DEFINE_string("output", None, "data-import: the JSONL file to write, decisions applied")
+flags.DEFINE_string("output", None, "data-import: the JSONL file to write, decisions applied; pairs: the pairs")
+flags.DEFINE_enum("by", "preference", ["preference", "rubric"], "pairs: reviewers' preferences or rubric totals")
+flags.DEFINE_float("min_agreement", 0.6, "pairs: share of an item's reviewers who must agree with its winner")
+flags.DEFINE_float("margin", 0.5, "pairs --by=rubric: rubric totals closer than this are a tie")
 
 
 def _predictions(spec: str) -> tuple[str, list[dict]]:
@@ -75,6 +83,25 @@ def main(argv: list[str]) -> None:
         paths = write_summary(summary, FLAGS.out or Path(FLAGS.key).parent)
         print(paths[1].read_text(), end="")
         print(f"wrote {', '.join(map(str, paths))}")
+    elif action == "pairs":
+        if not FLAGS.key or not rest or not FLAGS.output:
+            raise ValueError("pairs needs --key=DIR/key.json, --output=PAIRS.jsonl and the completed SHEET.csv files")
+        from ftjax.io import check_writable, write_jsonl
+        from ftjax.review.pairs import read_exported_sheet, review_pairs
+        from ftjax.review.results import read_sheets
+        from ftjax.review.rubric import load_key
+
+        check_writable(FLAGS.output)
+        key = load_key(FLAGS.key)
+        pairs, report = review_pairs(key, read_sheets(rest, key), read_exported_sheet(Path(FLAGS.key).parent),
+                                     FLAGS.by, FLAGS.min_agreement, FLAGS.margin)
+        write_jsonl(FLAGS.output, pairs)
+        alpha = report["krippendorff_alpha"]
+        print(f"{report['pairs']} pairs from {report['items']} items (dropped: "
+              f"{', '.join(f'{k} {v}' for k, v in report['dropped'].items())}); agreement alpha "
+              f"{'n/a' if alpha is None else f'{alpha:.3f}'}; wrote {FLAGS.output}")
+        if alpha is not None and alpha < 0.4:
+            print(f"warning: reviewers agree little (alpha {alpha:.3f} < 0.4): read the pairs before training on them")
     elif action == "data-export":
         if rest or not FLAGS.input or not FLAGS.out:
             raise ValueError("data-export needs --input=ROWS.jsonl and --out=DIR (and no other arguments)")
@@ -97,5 +124,5 @@ def main(argv: list[str]) -> None:
               f"({100 * (counts['fix'] + counts['drop']) / reviewed:.1f}% needed a fix or a drop); "
               f"{counts['unreviewed']} unreviewed rows unchanged; wrote {len(rows)} rows to {FLAGS.output}")
     else:
-        raise ValueError("give an action: ftjax review export | import | data-export | data-import "
+        raise ValueError("give an action: ftjax review export | import | pairs | data-export | data-import "
                          f"(got {action!r})")

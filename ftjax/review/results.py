@@ -82,7 +82,7 @@ def read_sheets(paths: Sequence[str | Path], key: dict) -> dict[str, dict[str, d
     return out
 
 
-def _alpha(matrix: np.ndarray, level: str) -> float | None:
+def krippendorff_alpha(matrix: np.ndarray, level: str) -> float | None:
     """Krippendorff's alpha of a [reviewers, units] matrix (NaN = not rated); None where undefined (one
     reviewer, or every rating the same)."""
     import krippendorff
@@ -108,7 +108,7 @@ def summarize(sheets: dict[str, dict[str, dict]], key: dict, n_resamples: int = 
             entry[key["systems"][s]] = with_ci(mean_statistic(scores.mean(0), scale=1.0), n_resamples)
         units = np.concatenate([[[sheets[r][i][c.name + column(i, s)] for i in items] for r in reviewers]
                                 for s in systems], axis=1).astype(float)
-        entry["krippendorff_alpha"] = _alpha(units, "ordinal")
+        entry["krippendorff_alpha"] = krippendorff_alpha(units, "ordinal")
         out["criteria"][c.name] = entry
     if key["paired"]:  # preference as +1 (b), -1 (a), 0 (tie), unblinded
         sign = lambda item, p: 0 if p == "tie" else (1 if (p == "2") == (first[item] == "a") else -1)
@@ -122,7 +122,7 @@ def summarize(sheets: dict[str, dict[str, dict]], key: dict, n_resamples: int = 
             "ties": with_ci(mean_statistic((votes == 0).mean(0), scale=1.0), n_resamples),
             "items_won": {b: wins_b, a: wins_a, "tied": len(items) - wins_a - wins_b},
             "sign_test_p": float(binomtest(wins_b, wins_a + wins_b).pvalue) if wins_a + wins_b else 1.0,
-            "krippendorff_alpha": _alpha(votes, "nominal")}
+            "krippendorff_alpha": krippendorff_alpha(votes, "nominal")}
     return out
 
 
