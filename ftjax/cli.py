@@ -24,6 +24,7 @@ COMMANDS = {
     "data": "data tools: curate, split, stats",
     "augment": "synthetic examples from seed rows (model paraphrases and new examples, rule-based noise), validated",
     "audit": "bias audits: group representation in data; per-group and counterfactual fairness of a run",
+    "pairs": "metric-ranked preference pairs: sample k outputs per prompt, pair the best with the worst",
     "params": "trainable vs total parameters and adapter size per fine-tuning method",
     "sweep": "hyperparameter sweeps and ablations on Optuna (grid, random, TPE; pruning; resumable, multi-worker)",
     "select-base": "rank candidate base models on a task (zero/few-shot or a short probe run) by quality and cost",

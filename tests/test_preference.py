@@ -131,3 +131,50 @@ def test_a_few_steps_on_planted_pairs_raise_the_margin(tiny_model_dir, tmp_path,
         assert logged[0]["reward_margin"] == pytest.approx(0.0, abs=1e-5)
         assert logged[0]["loss"] == pytest.approx(np.log(2), abs=1e-4)
     assert summary["metric"] == "val_loss"
+
+
+def test_slot_error_ranking_prefers_outputs_without_invented_facts():
+    from ftjax.eval.items import EvalItem
+    from ftjax.eval.ranked_pairs import score_outputs
+
+    mr = "name[The Eagle], eatType[coffee shop], food[French]"
+    item = EvalItem(mr, None, ["The Eagle is a coffee shop serving French food."])
+    outs = ["The Eagle is a coffee shop serving French food.",
+            "The Eagle is a coffee shop serving Italian food.",  # contradicted
+            "The Eagle is a family friendly coffee shop serving French food."]  # invented familyFriendly
+    s = score_outputs("slot_error", item, outs)
+    assert s[0, 0] == 0 and s[1, 0] < 0 and s[2, 0] < 0
+    with pytest.raises(ValueError, match="unknown score"):
+        score_outputs("meteor", item, outs)
+
+
+def test_ranked_pairs_command_pairs_best_with_worst(tiny_model_dir, tmp_path):
+    from conftest import run_ftjax
+    from ftjax.train import loop
+
+    rows = [{"prompt": f"w3 w{20 + i}", "completion": f"w{30 + i} w{31 + i}"} for i in range(6)]
+    data = write_rows(tmp_path / "d.jsonl", rows)
+    config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": data, "data.validation": "",
+                           "eval.metrics": "", "train.steps": 2})
+    loop.main(config, tmp_path / "sft")
+    out = tmp_path / "pairs.jsonl"
+    proc = run_ftjax("pairs", f"--workdir={tmp_path / 'sft'}", f"--input={data}", f"--output={out}", "--k=4",
+                     "--temperature=1.5", "--top_k=0", "--max_new_tokens=4")
+    assert "pairs from 6 prompts" in proc.stdout
+    pairs = [json.loads(line) for line in out.read_text().splitlines()]
+    report = json.loads((tmp_path / "pairs.jsonl.report.json").read_text())
+    assert report["pairs"] == len(pairs) and report["pairs"] + report["no_difference"] == 6
+    from ftjax.metrics.text import rouge
+
+    for p in pairs:
+        ref = [next(r["completion"] for r in rows if r["prompt"] == p["prompt"])]
+        got = rouge([p["chosen"], p["rejected"]], [ref, ref])["rouge_l"].items[:, 0]
+        assert got[0] == pytest.approx(p["score_chosen"]) and got[1] == pytest.approx(p["score_rejected"])
+        assert p["score_chosen"] >= p["score_rejected"] and p["chosen"] != p["rejected"]
+    # random samples of four tokens differ: pairs exist, and they train a preference run from the SFT adapter
+    assert pairs
+    config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": str(out), "data.validation": str(out),
+                           "data.format": "auto", "eval.metrics": "", "train.preference.loss": "dpo",
+                           "train.steps": 2, "train.batch_size": 1, "model.init_from": str(tmp_path / "sft")})
+    summary = loop.main(config, tmp_path / "dpo")
+    assert summary["init_from"] and "val_reward_accuracy" in summary["final"]
