@@ -57,23 +57,23 @@ def test_reference_log_probs_are_the_base_model_with_the_adapter_off(tiny_model_
     from ftjax.peft.apply import apply_peft
     from ftjax.peft.config import default_config as peft_default
     from ftjax.peft.state import use_adapter
-    from ftjax.train.step import _sequence_logprobs
+    from ftjax.train.step import sequence_logprobs
 
     tok = load_tokenizer(tiny_model_dir)
     pairs = [encode_pair(r, tok, 32) for r in _pairs(3, np.random.default_rng(1))]
     batch = next(PairBatches(pairs, batch_size=3, seq_len=32, seed=0, shuffle=False))
     batch["index"], batch["valid"] = target_positions(batch.pop("loss_mask"))
     base = from_pretrained(tiny_model_dir, dtype=jnp.float32)
-    plain, _ = _sequence_logprobs(base, batch, 8)
+    plain, _ = sequence_logprobs(base, batch, 8)
     model = from_pretrained(tiny_model_dir, dtype=jnp.float32)
     cfg = peft_default()
     apply_peft(model, cfg)
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):  # a trained-looking adapter: B != 0
         if "lora_b" in "/".join(map(str, path)):
             var.value = jax.random.normal(jax.random.key(0), var.value.shape) * 0.5
-    tuned, _ = _sequence_logprobs(model, batch, 8)
+    tuned, _ = sequence_logprobs(model, batch, 8)
     with use_adapter(model, None):
-        off, _ = _sequence_logprobs(model, batch, 8)
+        off, _ = sequence_logprobs(model, batch, 8)
     np.testing.assert_allclose(np.asarray(off), np.asarray(plain), atol=1e-5)
     assert np.abs(np.asarray(tuned) - np.asarray(plain)).max() > 1e-3
     # and the summed log-probs equal a direct log-softmax over the full logits
@@ -178,3 +178,22 @@ def test_ranked_pairs_command_pairs_best_with_worst(tiny_model_dir, tmp_path):
                            "train.steps": 2, "train.batch_size": 1, "model.init_from": str(tmp_path / "sft")})
     summary = loop.main(config, tmp_path / "dpo")
     assert summary["init_from"] and "val_reward_accuracy" in summary["final"]
+
+
+def test_initial_reference_equals_the_adapter_off_reference_from_a_fresh_adapter(tiny_model_dir, tmp_path):
+    """A fresh LoRA adapter starts as the base model (B = 0): the precomputed initial reference and the
+    in-step adapter-off reference must give the same losses at every step."""
+    from ftjax.train import loop
+    from ftjax.workdir import read_metrics
+
+    train = write_rows(tmp_path / "train.jsonl", _pairs(16, np.random.default_rng(2)))
+    losses = {}
+    for ref in ("initial", "adapter_off"):
+        config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": train, "data.validation": "",
+                               "data.format": "auto", "data.max_length": 16, "eval.metrics": "",
+                               "train.preference.loss": "dpo", "train.preference.reference": ref,
+                               "train.steps": 4, "train.batch_size": 4, "train.learning_rate": 1e-2})
+        loop.main(config, tmp_path / ref)
+        losses[ref] = [r["loss"] for r in read_metrics(tmp_path / ref) if "loss" in r]
+    np.testing.assert_allclose(losses["initial"], losses["adapter_off"], rtol=2e-4, atol=1e-5)
+    assert losses["initial"][-1] < losses["initial"][0]

@@ -14,8 +14,10 @@
 
     preference                 loss: none (supervised) | dpo | ipo | orpo | simpo on data.train's preference pairs
                                (ftjax.data.pairs); beta, label_smoothing (dpo, simpo), gamma (simpo's margin),
-                               orpo_weight; dpo and ipo compare with the reference model, the same base with
-                               the adapter switched off (ftjax.loss.preference_losses)
+                               orpo_weight; dpo and ipo compare with a reference model: `initial` (the
+                               model the run starts from, e.g. an SFT adapter given by model.init_from; its
+                               log-probs computed once before training) or `adapter_off` (the base with the
+                               adapter switched off, in every step); no second copy of the weights either way
 
 checkpoint: save `every` N steps (and at every evaluation and the last step), keep the newest `keep` plus the
 best, write asynchronously (`async_save`).
@@ -45,7 +47,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def preference_config() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(loss="none", beta=0.1, label_smoothing=0.0, gamma=0.0, orpo_weight=1.0))
+    return ml_collections.ConfigDict(dict(loss="none", beta=0.1, label_smoothing=0.0, gamma=0.0, orpo_weight=1.0,
+                                          reference="initial"))
 
 
 def preference_loss(config: ml_collections.ConfigDict) -> str:
@@ -123,6 +126,7 @@ def check_preference(config: ml_collections.ConfigDict) -> None:
         return
     p = config.train.preference
     one_of(p, "train.preference", "loss", ("none", *PREFERENCE_LOSSES))
+    one_of(p, "train.preference", "reference", ("initial", "adapter_off"))
     at_least(p, "train.preference", 0, "label_smoothing", "gamma", "orpo_weight")
     if not p.beta > 0 or not p.label_smoothing < 0.5:
         raise ValueError(f"train.preference: need beta > 0 and label_smoothing < 0.5, got {p.beta} and "
@@ -136,9 +140,9 @@ def check_preference(config: ml_collections.ConfigDict) -> None:
     if config.eval.get("metrics"):
         raise ValueError("train.preference validates on pairs (loss, reward accuracy and margin); leave "
                          "eval.metrics empty and score the task with ftjax eval on a test split")
-    if kind in NEEDS_REFERENCE and config.peft.method == "full":
-        raise ValueError(f"train.preference.loss={kind} needs a reference model, which is the base with the adapter "
-                         "off: with peft.method=full there is no adapter; use orpo or simpo, or a PEFT method")
+    if kind in NEEDS_REFERENCE and p.reference == "adapter_off" and config.peft.method == "full":
+        raise ValueError("train.preference.reference=adapter_off: with peft.method=full there is no adapter to switch "
+                         "off; use reference=initial")
 
 
 def logged_metrics(config: ml_collections.ConfigDict) -> list[str]:

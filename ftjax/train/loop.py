@@ -37,6 +37,7 @@ from ftjax.train.config import check, preference_loss
 from ftjax.train.early_stopping import EarlyStopping, is_weighted, weighted_sum
 from ftjax.train.guard import open_run
 from ftjax.train.metric_log import MetricWriter
+from ftjax.train.reference import attach_reference
 from ftjax.train.setup import TrainSetup, setup
 from ftjax.train.state import TrainState, rng_counts, set_rng_counts
 from ftjax.workdir import Workdir, read_metrics
@@ -69,6 +70,7 @@ def main(config: ml_collections.ConfigDict, workdir: str | Path, task_metrics: T
     rows = sum(len(d.train) for d in data.values())
     total_steps = tc.steps or tc.epochs * max(rows // tc.batch_size, 1)
     run = setup(config, total_steps)
+    attach_reference(run, config, data)  # a DPO / IPO run's reference log-probs, from the initial model
     with open_run(workdir, config, main_process=jax.process_index() == 0) as wd:
         return train(config, wd, data, run, total_steps, task_metrics)
 

@@ -33,7 +33,7 @@ def _loss_sums(model, batch, chunk: int, head: str, smoothing: float, trainable:
                             fused=fused, weights=batch.get("weight"))
 
 
-def _sequence_logprobs(model, batch, chunk: int) -> tuple[jax.Array, jax.Array]:
+def sequence_logprobs(model, batch, chunk: int) -> tuple[jax.Array, jax.Array]:
     """(summed log-prob of each row's target tokens, their count) [rows]."""
     h, _ = model.hidden_states(batch["inputs"], positions=batch["positions"], attention_mask=batch["attention_mask"],
                                segment_ids=batch["segment_ids"])
@@ -46,13 +46,19 @@ def _sequence_logprobs(model, batch, chunk: int) -> tuple[jax.Array, jax.Array]:
 
 def preference_sums(model, batch, chunk: int, p) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
     """(summed pair loss, pairs, pairs whose chosen reward is higher, summed rewards) of a batch of pairs laid
-    out [c0, r0, c1, r1, ...] (ftjax.data.pairs). The reference is the same model with its adapter off, in the
-    same step and outside the gradient."""
-    logp, count = _sequence_logprobs(model, batch, chunk)
+    out [c0, r0, c1, r1, ...] (ftjax.data.pairs). The reference log-probs are the batch's `values` summed per
+    row (precomputed from the initial model, ftjax.train.reference) or, with reference=adapter_off, the same
+    model with its adapter off, in the same step and outside the gradient."""
+    logp, count = sequence_logprobs(model, batch, chunk)
     ref = (None, None)
     if p.loss in NEEDS_REFERENCE:
-        with use_adapter(model, None):
-            ref_logp = jax.lax.stop_gradient(_sequence_logprobs(model, batch, chunk)[0])
+        if p.reference == "adapter_off":
+            with use_adapter(model, None):
+                ref_logp = jax.lax.stop_gradient(sequence_logprobs(model, batch, chunk)[0])
+        else:
+            rows, width = batch["inputs"].shape
+            values = jnp.take(batch["values"].reshape(-1), batch["index"]) * batch["valid"]
+            ref_logp = jax.ops.segment_sum(values, batch["index"] // width, num_segments=rows)
         ref = (ref_logp[0::2], ref_logp[1::2])
     loss, rc, rr = preference_losses(p.loss, logp[0::2], logp[1::2], *ref, count[0::2], count[1::2], p.beta,
                                      p.label_smoothing, p.gamma, p.orpo_weight)
