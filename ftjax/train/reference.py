@@ -33,7 +33,7 @@ def attach_reference(run: TrainSetup, config: ml_collections.ConfigDict, data: d
     fn = jax.jit(logprobs, in_shardings=(run.shardings, run.eval_shardings),
                  out_shardings=NamedSharding(run.mesh, P()))
     for d in data.values():
-        for pairs in (d.train, d.validation):
+        for pairs in (p for p in (d.train, d.validation) if p):
             found = []
             for b in eval_batches(pairs, config, d.pad_id):
                 found += np.asarray(fn(run.state, run.place_eval(b))).tolist()
