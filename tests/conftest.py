@@ -162,6 +162,17 @@ def write_rows(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
+def write_csv(path: Path, rows: list, header=("text", "category")) -> str:
+    """A CSV file of `rows` under `header` (Banking77's text,category by default)."""
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return str(path)
+
+
 def run_ftjax(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python -m ftjax ARGS` from the repository root; with `check`, a failure shows the command's stderr."""
     proc = subprocess.run([sys.executable, "-m", "ftjax", *args], capture_output=True, text=True, timeout=timeout,

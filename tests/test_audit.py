@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import run_ftjax, sft_config
+from conftest import run_ftjax, sft_config, write_csv
 from ftjax.data.groups import balance_weights, load_lexicon, resample_counts
 
 LEXICON = """\
@@ -31,16 +31,6 @@ def _lexicon(tmp_path, text=LEXICON):
     p = tmp_path / "groups.yaml"
     p.write_text(text)
     return p
-
-
-def _csv(path, rows):
-    import csv
-
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "category"])
-        w.writerows(rows)
-    return str(path)
 
 
 def test_starter_swaps_are_exact_and_undo_themselves():
@@ -169,7 +159,7 @@ def test_reweighting_and_resampling_balance_the_groups(tiny_model_dir, tmp_path)
     from ftjax.models.tokenizer import load_tokenizer
     from ftjax.train.batches import load_split
 
-    cfg = sft_config(**{"model.path": str(tiny_model_dir), "data.train": _csv(tmp_path / "t.csv", [[r["text"], r["label"]] for r in rows]),
+    cfg = sft_config(**{"model.path": str(tiny_model_dir), "data.train": write_csv(tmp_path / "t.csv", [[r["text"], r["label"]] for r in rows]),
                         "data.columns": "label=category", "data.format": "classification", "data.labels": "a,b",
                         "head.type": "classification", "data.groups": str(lex),
                         "data.group_attribute": "gender", "data.group_balance": "reweight"})
@@ -184,7 +174,7 @@ def test_data_audit_counts_flags_and_examples(tmp_path):
     from ftjax.data.sources import load_rows
 
     rows = [["w3 w40 w10", "a"]] * 12 + [["w3 w42 w11", "b"]] * 4 + [["w3 w60 w11", "b"], ["w3 w50", "a"]]
-    path = _csv(tmp_path / "d.csv", rows)
+    path = write_csv(tmp_path / "d.csv", rows)
     report = audit_data(load_rows(path, {"label": "category"}), load_lexicon(_lexicon(tmp_path)), "classification")
     gender = report["attributes"]["gender"]["groups"]
     assert gender["female"]["input_rows"] == 12 and gender["male"]["input_rows"] == 4
@@ -211,7 +201,7 @@ def biased_run(tiny_model_dir, tmp_path_factory):
             [[f"w3 {noise()} w42 {noise()}", "beta"] for _ in range(40)]
     test = [[f"w3 w{20 + i} w40", "alpha"] for i in range(10)] + [[f"w3 w{20 + i} w42", "beta"] for i in range(10)] + \
            [[f"w3 w{30 + i}", "alpha"] for i in range(4)]  # distinct texts: one item each
-    files = {"train": _csv(root / "train.csv", train), "test": _csv(root / "test.csv", test),
+    files = {"train": write_csv(root / "train.csv", train), "test": write_csv(root / "test.csv", test),
              "groups": str(_lexicon(root))}
     config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": files["train"], "data.validation": "",
                            "data.columns": "label=category", "data.format": "classification",
@@ -275,7 +265,7 @@ def test_model_audit_finds_the_planted_bias_and_the_report_renders(biased_run, t
 
 def test_audit_data_command_and_counterfactual_augmentation(tmp_path):
     rows = [["w3 w40 w10", "a"], ["w3 w41 w10 w42", "a"], ["w3 w43 w11", "b"], ["w3 w11", "b"]]
-    data = _csv(tmp_path / "d.csv", rows)
+    data = write_csv(tmp_path / "d.csv", rows)
     lex = _lexicon(tmp_path)
     proc = run_ftjax("audit", "data", f"--input={data}", "--columns=label=category", f"--groups={lex}",
                      f"--out={tmp_path / 'a'}")

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as scipy_stats
 from scipy.spatial.distance import jensenshannon
 
-from conftest import run_ftjax
+from conftest import run_ftjax, write_csv
 from ftjax.monitor import drift, stats
 from ftjax.monitor.report import append_history, read_history
 
@@ -98,16 +98,6 @@ def test_history_keeps_whole_lines_after_a_torn_write(tmp_path):
     assert read_history(path) == [{"n": 1}, {"n": 3}]
 
 
-def _csv(path, rows):
-    import csv
-
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "category"])
-        w.writerows(rows)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def shifted_run(tiny_model_dir, tmp_path_factory):
     """A tiny classification run trained on alpha/beta only; production weeks: one like its training data, and
@@ -120,12 +110,12 @@ def shifted_run(tiny_model_dir, tmp_path_factory):
     noise = lambda: [f"w{rng.randint(20, 60)}" for _ in range(rng.randint(0, 4))]
     row = lambda k: [" ".join(["w3", *noise(), f"w{10 + k}", *noise()]), ["alpha", "beta", "gamma"][k]]
     gamma = lambda: [" ".join(["w5", *[f"w{rng.randint(70, 120)}" for _ in range(6)], "w12"]), "gamma"]
-    files = {"train": _csv(root / "train.csv", [row(rng.randint(2)) for _ in range(96)]),
-             "validation": _csv(root / "val.csv", [row(rng.randint(2)) for _ in range(24)]),
-             "week1": _csv(root / "week1.csv", [row(rng.randint(2)) for _ in range(60)]),
-             "week2": _csv(root / "week2.csv", [row(0) for _ in range(45)] + [gamma() for _ in range(15)]),
-             "labelled1": _csv(root / "labelled1.csv", [row(rng.randint(2)) for _ in range(40)]),
-             "labelled2": _csv(root / "labelled2.csv", [gamma() for _ in range(40)])}
+    files = {"train": write_csv(root / "train.csv", [row(rng.randint(2)) for _ in range(96)]),
+             "validation": write_csv(root / "val.csv", [row(rng.randint(2)) for _ in range(24)]),
+             "week1": write_csv(root / "week1.csv", [row(rng.randint(2)) for _ in range(60)]),
+             "week2": write_csv(root / "week2.csv", [row(0) for _ in range(45)] + [gamma() for _ in range(15)]),
+             "labelled1": write_csv(root / "labelled1.csv", [row(rng.randint(2)) for _ in range(40)]),
+             "labelled2": write_csv(root / "labelled2.csv", [gamma() for _ in range(40)])}
     config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": files["train"],
                            "data.validation": files["validation"], "data.columns": "label=category",
                            "data.format": "classification", "data.labels": "alpha,beta,gamma",

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_ftjax, sft_config
+from conftest import ROOT, run_ftjax, sft_config, write_csv
 
 pytest.importorskip("mlflow")
 
@@ -20,16 +20,6 @@ from ftjax.registry.refresh import Rule, decide  # noqa: E402
 from ftjax.registry.store import Registry  # noqa: E402
 
 LABELS = ["alpha", "beta", "gamma"]
-
-
-def _csv(path, rows):
-    import csv
-
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "category"])
-        w.writerows(rows)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +31,10 @@ def runs(tiny_model_dir, tmp_path_factory):
     rng = np.random.RandomState(0)
     noise = lambda: [f"w{rng.randint(20, 60)}" for _ in range(rng.randint(0, 3))]
     row = lambda k: [" ".join(["w3", *noise(), f"w{10 + k}", *noise()]), LABELS[k]]
-    files = {"train": _csv(root / "train.csv", [row(rng.randint(2)) for _ in range(96)]),
-             "old_test": _csv(root / "old_test.csv", [row(rng.randint(2)) for _ in range(30)]),
-             "new": _csv(root / "new.csv", [row(2) for _ in range(48)] + [row(rng.randint(2)) for _ in range(16)]),
-             "new_test": _csv(root / "new_test.csv", [row(2) for _ in range(20)])}
+    files = {"train": write_csv(root / "train.csv", [row(rng.randint(2)) for _ in range(96)]),
+             "old_test": write_csv(root / "old_test.csv", [row(rng.randint(2)) for _ in range(30)]),
+             "new": write_csv(root / "new.csv", [row(2) for _ in range(48)] + [row(rng.randint(2)) for _ in range(16)]),
+             "new_test": write_csv(root / "new_test.csv", [row(2) for _ in range(20)])}
     config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": files["train"],
                            "data.validation": "holdout:0.2", "data.columns": "label=category",
                            "data.format": "classification", "data.labels": ",".join(LABELS),
@@ -156,7 +146,7 @@ def test_refresh_promotes_a_candidate_that_learned_the_new_class_and_refuses_one
     shown = reg.show("b77")
     assert shown["lineage"] == ["1"] and shown["tags"]["refresh.decision"] == "promoted"
     # a second refresh on a few old-style rows, held to a 5-point gain and no loss on the old test set: refused
-    plain = _csv(root / "plain.csv", [r for r in __import__("csv").reader(open(files["train"]))][1:40])
+    plain = write_csv(root / "plain.csv", [r for r in __import__("csv").reader(open(files["train"]))][1:40])
     out2 = root / "refresh2"
     r = run_ftjax("refresh", f"--new_data={plain}", f"--out={out2}", "--margin=5", *common, timeout=600)
     decision2 = json.loads((out2 / "decision.json").read_text())
