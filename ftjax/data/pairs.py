@@ -102,17 +102,14 @@ class PairBatches:
         self.index += len(picked)
         if self.index >= len(order):
             self.epoch, self.index = self.epoch + 1, 0
-        rows = [self._padded(a) for i in picked for a in self._arrays[i]]
+        rows = [padded_row(a, self.seq_len, self.pad_id) for i in picked for a in self._arrays[i]]
         rows += [self._blank()] * (2 * self.batch_size - len(rows))
         return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
-    def _padded(self, a: dict) -> dict[str, np.ndarray]:
-        return padded_row(a, self.seq_len, self.pad_id)
-
     def _blank(self) -> dict[str, np.ndarray]:
         """An all-padding row (a short last batch keeps its shape); its pair has no targets and counts for none."""
-        return self._padded({k: np.zeros(0, np.float32 if k in ("values", "weights") else
-                                         bool if k == "loss_mask" else np.int32) for k in FEATURES})
+        return padded_row({k: np.zeros(0, np.float32 if k in ("values", "weights") else
+                                  bool if k == "loss_mask" else np.int32) for k in FEATURES}, self.seq_len, self.pad_id)
 
     def get_state(self) -> dict:
         return {"epoch": self.epoch, "index": self.index, **self._key}

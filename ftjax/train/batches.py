@@ -109,12 +109,9 @@ def step_batch(batches: Batches, accum: int, shards: distributed.DataShards | No
 
 def eval_batches(examples: list[dict], config: ml_collections.ConfigDict, pad_id: int):
     """The validation examples (or pairs) once, in order, as batches with their target positions."""
-    if preference_loss(config) != "none":
-        batches = PairBatches(examples, batch_size=config.train.eval_batch_size, seq_len=config.data.max_length,
-                              seed=0, shuffle=False, num_epochs=1, pad_id=pad_id, drop_remainder=False)
-    else:
-        batches = Batches(examples, batch_size=config.train.eval_batch_size, seq_len=config.data.max_length,
-                          seed=0, shuffle=False, num_epochs=1, pad_id=pad_id, drop_remainder=False)
+    kind = PairBatches if preference_loss(config) != "none" else Batches
+    batches = kind(examples, batch_size=config.train.eval_batch_size, seq_len=config.data.max_length, seed=0,
+                   shuffle=False, num_epochs=1, pad_id=pad_id, drop_remainder=False)
     for b in batches:
         b = dict(b)
         del b["weights"]  # validation metrics are unweighted

@@ -33,15 +33,19 @@ def _loss_sums(model, batch, chunk: int, head: str, smoothing: float, trainable:
                             fused=fused, weights=batch.get("weight"))
 
 
+def _row_sums(per_target: jax.Array, batch) -> jax.Array:
+    """[rows] sums of a per-target quantity [k] (zero off target) over each row's gathered target positions."""
+    rows, width = batch["inputs"].shape
+    return jax.ops.segment_sum(per_target, batch["index"] // width, num_segments=rows)
+
+
 def sequence_logprobs(model, batch, chunk: int) -> tuple[jax.Array, jax.Array]:
     """(summed log-prob of each row's target tokens, their count) [rows]."""
     h, _ = model.hidden_states(batch["inputs"], positions=batch["positions"], attention_mask=batch["attention_mask"],
                                segment_ids=batch["segment_ids"])
-    rows, width = batch["inputs"].shape
     valid = batch["valid"].astype(jnp.float32)
     logp = target_logprobs(model.logits, h, batch["targets"], batch["index"], chunk) * valid
-    row = batch["index"] // width
-    return (jax.ops.segment_sum(logp, row, num_segments=rows), jax.ops.segment_sum(valid, row, num_segments=rows))
+    return _row_sums(logp, batch), _row_sums(valid, batch)
 
 
 def preference_sums(model, batch, chunk: int, p) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
@@ -56,9 +60,7 @@ def preference_sums(model, batch, chunk: int, p) -> tuple[jax.Array, jax.Array, 
             with use_adapter(model, None):
                 ref_logp = jax.lax.stop_gradient(sequence_logprobs(model, batch, chunk)[0])
         else:
-            rows, width = batch["inputs"].shape
-            values = jnp.take(batch["values"].reshape(-1), batch["index"]) * batch["valid"]
-            ref_logp = jax.ops.segment_sum(values, batch["index"] // width, num_segments=rows)
+            ref_logp = _row_sums(jnp.take(batch["values"].reshape(-1), batch["index"]) * batch["valid"], batch)
         ref = (ref_logp[0::2], ref_logp[1::2])
     loss, rc, rr = preference_losses(p.loss, logp[0::2], logp[1::2], *ref, count[0::2], count[1::2], p.beta,
                                      p.label_smoothing, p.gamma, p.orpo_weight)
