@@ -197,3 +197,18 @@ def test_initial_reference_equals_the_adapter_off_reference_from_a_fresh_adapter
         losses[ref] = [r["loss"] for r in read_metrics(tmp_path / ref) if "loss" in r]
     np.testing.assert_allclose(losses["initial"], losses["adapter_off"], rtol=2e-4, atol=1e-5)
     assert losses["initial"][-1] < losses["initial"][0]
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("data.group_balance", "reweight", "data.group_balance do not apply"),
+    ("data.synthetic_weight", 0.5, "data.synthetic_weight do not apply"),
+    ("data.pack", True, "pairs are not packed"),
+    ("eval.metrics", "bleu", "leave eval.metrics empty"),
+    ("head.type", "classification", "language-model head")])
+def test_options_that_preference_pairs_ignore_are_refused(key, value, says):
+    from ftjax.train.config import check_preference
+
+    config = sft_config(**{"train.preference.loss": "dpo", "eval.metrics": "", "data.group_attribute": "gender",
+                           key: value})
+    with pytest.raises(ValueError, match=says):
+        check_preference(config)

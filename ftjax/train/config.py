@@ -137,6 +137,13 @@ def check_preference(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"train.preference scores answers with the language-model head; head.type={config.head.type}")
     if config.data.pack:
         raise ValueError("train.preference: pairs are not packed (a pair's rows stay apart); set data.pack=False")
+    ignored = {"data.group_balance": config.data.get("group_balance", "none") != "none",
+               "data.synthetic_weight": config.data.get("synthetic_weight", 1.0) != 1.0,
+               "data.per_label": bool(config.data.get("per_label")),
+               "data.label_noise": bool(config.data.get("label_noise"))}
+    if any(ignored.values()):  # pairs are read as they are: no row weights, label sampling or noise
+        raise ValueError(f"train.preference: {', '.join(k for k, v in ignored.items() if v)} do not apply to "
+                         "preference pairs; leave them at their defaults")
     if config.eval.get("metrics"):
         raise ValueError("train.preference validates on pairs (loss, reward accuracy and margin); leave "
                          "eval.metrics empty and score the task with ftjax eval on a test split")
