@@ -162,6 +162,18 @@ def test_the_report_averages_over_seeds(fake, overrides, tmp_path):
     assert best["mean"] == pytest.approx(0.1 + 0.005 + 1 / 6) and best["std"] == pytest.approx(0.01 / 2 ** 0.5)
 
 
+def test_linked_keys_set_each_key_of_a_choice(fake, overrides, tmp_path):
+    from ftjax.sweep.report import write_report
+
+    b = block(overrides, space="train.learning_rate,train.seed=0.1,1|0.3,0")
+    study, metric, direction = sweep(b, tmp_path)
+    assert [t.value for t in study.trials] == pytest.approx([0.1 + 0.01 + 1 / 6, 0.3 + 1 / 6])
+    write_report(study, b, tmp_path, metric, direction)
+    assert "| train.learning_rate,train.seed | loss |" in (tmp_path / "results.md").read_text()
+    assert "SETTINGS = " in (best := (tmp_path / "best_config.py").read_text())
+    assert "'train.learning_rate': 0.1, 'train.seed': 1}" in best
+
+
 @pytest.mark.long
 def test_real_trials_end_to_end_through_the_command(overrides, tmp_path):
     """A configs/sweeps/*.py-style file through the command: a real `ftjax train` trial of the tiny model (the
@@ -197,6 +209,9 @@ def test_real_trials_end_to_end_through_the_command(overrides, tmp_path):
     ({"space": "peft.rank=2|x"}, "sweep.space: peft.rank='x'"),
     ({"space": "peft.rank"}, "cannot read 'peft.rank'"),
     ({"space": "train.steps=2|4"}, "both in overrides and in space"),
+    ({"space": "peft.rank,train.learning_rate=2,0.1|4"}, "each choice needs 2 values"),
+    ({"space": "peft.rank,train.learning_rate=2,0.1|4,0.2 peft.rank=8"}, "'peft.rank' is given twice"),
+    ({"space": "peft.rnak,train.learning_rate=2,0.1"}, "peft.rnak is not a key"),
     ({"space": "peft.rank=2|4", "sampler": "tpe"}, "needs sweep.trials >= 1"),
     ({"space": "peft.rank=2|4", "metric": "bleu"}, "training does not log val_bleu"),
 ])

@@ -3,12 +3,15 @@
 # scored on the validation holdout at its best checkpoint; tables and plots land in the sweep folder.
 #   bash experiments/sweeps/run.sh rank        # LoRA rank 2|8|32 x seeds 0|1, 10 rows per intent, 60 steps
 #   bash experiments/sweeps/run.sh transfer    # the same run started from the E2E adapter (needs runs/e2e_s0)
+#   bash experiments/sweeps/run.sh full        # LoRA vs full fine-tuning, float32 weights, 60 steps
 set -euo pipefail
-case ${1:?usage: run.sh rank|transfer} in
+case ${1:?usage: run.sh rank|transfer|full} in
   rank)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_rank.py:cpu --workdir=runs/sweeps/lora_rank_cpu ;;
   transfer)  # rank 8 as in the source run; compare with the rank sweep's rank-8 trials (same data and seeds)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_rank.py:cpu --workdir=runs/sweeps/transfer_e2e_cpu \
       --config.space="model.init_from=runs/e2e_s0 train.seed=0|1" ;;
-  *) echo "unknown ablation $1; choose rank or transfer" >&2; exit 2 ;;
+  full)
+    .venv/bin/ftjax sweep --config=configs/sweeps/lora_vs_full.py:cpu --workdir=runs/sweeps/lora_vs_full_cpu ;;
+  *) echo "unknown ablation $1; choose rank, transfer or full" >&2; exit 2 ;;
 esac

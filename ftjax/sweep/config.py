@@ -57,7 +57,7 @@ def check(block: ml_collections.ConfigDict) -> None:
     space = parse_space(block.space)
     if not space:
         raise ValueError("sweep.space is empty: give KEY=SPEC items (e.g. peft.rank=4|8|16)")
-    overlap = sorted(space.keys() & parse_overrides(block.overrides).keys())
+    overlap = sorted({k for key in space for k in key.split(",")} & parse_overrides(block.overrides).keys())
     if overlap:
         raise ValueError(f"sweep: {overlap[0]} is both in overrides and in space")
     if block.sampler == "grid":

@@ -80,9 +80,9 @@ def best_config_file(block: ml_collections.ConfigDict, setting: dict[str, Any], 
                      entry: dict[str, Any]) -> str:
     """A config file whose get_config() is the base config with the overrides and the best setting."""
     path, _, variant = block.base.partition(":")
-    from ftjax.sweep.space import parse_overrides
+    from ftjax.sweep.space import parse_overrides, settings_of
 
-    settings = parse_overrides(block.overrides) | setting
+    settings = parse_overrides(block.overrides) | settings_of(setting)
     return (f'"""The best setting of a sweep ({block.sampler}, {block.space!r}): {metric} '
             f'{entry["mean"]:.4g} (std {entry["std"]:.3g} over {entry["n"]} run(s)).\n\n'
             f'    ftjax train --config=THIS_FILE --workdir=runs/best\n"""\n\n'

@@ -4,6 +4,9 @@ can change them (`--config.space="peft.rank=4|8|16 train.seed=0|1|2"`):
     peft.rank=4|8|16                          a choice (the only kind a grid takes); each value is read as an
                                               int, a float, true/false or text
     train.learning_rate=logfloat:1e-5:1e-2    float:LO:HI, logfloat:LO:HI, int:LO:HI, logint:LO:HI (inclusive)
+    peft.method,train.learning_rate=lora,1e-3|full,5e-5
+                                              linked keys: each choice sets every key, in order (a method at
+                                              its own learning rate); a grid takes it as one parameter
     train.steps=120                           (in `overrides`) a fixed setting for every trial
 """
 
@@ -80,11 +83,29 @@ def parse_space(text: str) -> dict[str, Param]:
                                  (" and LOW > 0 on a log scale" if kind.startswith("log") else ""))
             space[key] = Param(key, kind=kind.removeprefix("log"), low=low, high=high, log=kind.startswith("log"))
         else:
-            choices = tuple(parse_value(v) for v in spec.split("|"))
+            linked = "," in key
+            choices = tuple(v if linked else parse_value(v) for v in spec.split("|"))
             if len(set(choices)) != len(choices):
                 raise ValueError(f"sweep.space: {key}={spec}: a value is repeated")
+            if linked and any(v.count(",") != key.count(",") for v in choices):
+                raise ValueError(f"sweep.space: {key}={spec}: each choice needs {key.count(',') + 1} values, "
+                                 "separated by commas")
             space[key] = Param(key, choices=choices)
+    keys = [k for key in space for k in key.split(",")]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"sweep.space: {sorted({k for k in keys if keys.count(k) > 1})[0]!r} is given twice")
     return space
+
+
+def settings_of(params: dict[str, Any]) -> dict[str, Any]:
+    """Config settings from a trial's parameters: a linked parameter ("a,b" = "lora,1e-3") sets each of its keys."""
+    out = {}
+    for key, value in params.items():
+        if "," in key:
+            out.update(zip(key.split(","), (parse_value(v) for v in value.split(","))))
+        else:
+            out[key] = value
+    return out
 
 
 def parse_overrides(text: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ftjax.config import load_config_file, set_dotted
 from ftjax.objective import objective_block, validation_name
 from ftjax.sweep import config as sweep_config
 from ftjax.sweep import trial as trials
-from ftjax.sweep.space import Param, grid, parse_overrides, parse_space
+from ftjax.sweep.space import Param, grid, parse_overrides, parse_space, settings_of
 from ftjax.train.guard import alive
 
 log = logging.getLogger("ftjax.sweep")
@@ -49,7 +49,8 @@ def base_config(block: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     for p in space.values():
         for value in p.bounds():
             trial_config = copy.deepcopy(config)  # locked: an unknown key is an error
-            _set(trial_config, p.key, int(value) if p.kind == "int" else value, "space")
+            for key, v in settings_of({p.key: int(value) if p.kind == "int" else value}).items():
+                _set(trial_config, key, v, "space")
             check(trial_config)
     return config
 
@@ -205,7 +206,7 @@ def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trial
         # pid before host: recover() judges a trial of this host by its pid, so it must never see host alone
         for key, value in {"workdir": workdir, "pid": os.getpid(), "host": socket.gethostname()}.items():
             trial.set_user_attr(key, value)
-        settings = overrides | {k: trial.params[k] for k in space}
+        settings = overrides | settings_of({k: trial.params[k] for k in space})
         bar.write(f"trial {trial.number}: " + " ".join(f"{k}={v}" for k, v in settings.items()))
         beat = Heartbeat(storage, trial_id(storage, study, trial.number))
         try:
