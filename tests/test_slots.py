@@ -24,6 +24,11 @@ CASES = [
     ("name[Zizzi], customer rating[high]", "Zizzi has a high customer rating.", (0, 0, 0, 2)),
     ("name[Zizzi], customer rating[high]", "The restaurant has a high customer rating.", (1, 0, 1, 2)),
     ("name[Zizzi], near[The Sorrento]", "xname is near xnear.", (0, 0, 0, 2)),  # delexicalised output
+    # the MR's own value denied: a contradiction, alone or beside the plain mention
+    ("name[X1], eatType[coffee shop]", "X1 is a coffee shop. It is not a coffee shop.", (0, 1, 0, 2)),
+    ("name[X1], food[Chinese]", "X1 doesn't serve Chinese food.", (0, 1, 0, 2)),
+    ("name[X1], eatType[coffee shop]", "X1 is a coffee shop, not a pub.", (0, 0, 0, 2)),  # another value denied
+    ("name[X1], area[riverside]", "X1 is not far from the river.", (0, 0, 0, 2)),
 ]
 
 

@@ -3,7 +3,8 @@ leaves out or contradicts, and how many facts it adds, per slot of the MR. The h
 
 An E2E MR is `name[The Eagle], eatType[coffee shop], familyFriendly[yes], ...`. Each slot's value is looked for
 in the text with the surface forms people write for it (E2E's eight attributes; `name`/`near` verbatim, with
-the `X`-delexicalised form too); a value of the same attribute other than the MR's counts as wrong, and a
+the `X`-delexicalised form too); a value of the same attribute other than the MR's counts as wrong, so does the
+MR's own value under a negation ("is not a coffee shop"; another value negated, "not a pub", is no claim), and a
 mention of an attribute the MR does not have counts as added. SER = (missing + wrong + added) / MR slots, as in
 the E2E challenge's analyses (Dušek et al. 2020); the patterns are ours, written for this module.
 """
@@ -62,11 +63,27 @@ SAME = {("priceRange", "cheap"): "less than £20", ("priceRange", "moderate"): "
 SAME |= {(a, w): v for (a, v), w in SAME.items()}
 
 
-def _mentioned(text: str, attribute: str, value: str) -> bool:
+# a negation at most two words before a mention ("is not a coffee shop", "doesn't serve Chinese food"), but not
+# "not far from" or "not only"; familyFriendly's values carry their own negation, so it is left out
+NEGATED = re.compile(r"(\bnot|n't|\bnever|\bno)(?! (far|only)\b)( [\w£-]+){0,2} $")
+
+
+def _mentions(text: str, attribute: str, value: str) -> tuple[bool, bool]:
+    """(affirmed, negated): whether the text mentions the value plainly, and under a negation."""
     if attribute in ("name", "near"):
-        return value.lower() in text or "x" + attribute in text  # also delexicalised outputs
+        return value.lower() in text or "x" + attribute in text, False  # also delexicalised outputs
     forms = FORMS.get(attribute, {}).get(value, (re.escape(value.lower()),))
-    return any(re.search(p, text) for p in forms)
+    affirmed = negated = False
+    for match in (m for p in forms for m in re.finditer(p, text)):
+        if attribute != "familyFriendly" and NEGATED.search(text[max(0, match.start() - 40):match.start()]):
+            negated = True
+        else:
+            affirmed = True
+    return affirmed, negated
+
+
+def _mentioned(text: str, attribute: str, value: str) -> bool:
+    return _mentions(text, attribute, value)[0]
 
 
 def said(text: str, attribute: str, value: str) -> set[str]:
@@ -87,8 +104,9 @@ def slot_errors(mr: str, text: str) -> tuple[int, int, int, int]:
     missing = wrong = 0
     for attribute, value in slots.items():
         found = {value if SAME.get((attribute, v)) == value else v for v in said(text, attribute, value)}
-        missing += not found
-        wrong += bool(found - {value})
+        denied = _mentions(text, attribute, value)[1]  # "is not a coffee shop" for eatType[coffee shop]
+        missing += not found and not denied
+        wrong += bool(found - {value}) or denied
     added = sum(1 for attribute in FORMS if attribute not in slots and said(text, attribute, ""))
     return missing, wrong, added, len(slots)
 
