@@ -89,7 +89,7 @@ def plan(block: ml_collections.ConfigDict, space: dict[str, Param]) -> list[dict
 
 @contextlib.contextmanager
 def folder_lock(folder: Path):
-    """Exclusive while one worker creates or plans the study (workers share the folder)."""
+    """Exclusive while one worker creates, plans or takes a trial from the study (workers share the folder)."""
     with (folder / ".study.lock").open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -195,10 +195,12 @@ def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trial
     bar = tqdm(total=total, initial=total - pending(study, block), desc="sweep", unit="trial", dynamic_ncols=True,
                disable=max_trials == 0)
     while max_trials is None or ran < max_trials:
-        recover(study, storage)
-        if not pending(study, block):
-            break
-        trial = study.ask({k: p.distribution() for k, p in space.items()})
+        # SQLite ignores Optuna's row lock, so two workers could pop the same queued trial: take turns
+        with folder_lock(folder):
+            recover(study, storage)
+            if not pending(study, block):
+                break
+            trial = study.ask({k: p.distribution() for k, p in space.items()})
         if block.sampler != "tpe" and not trial.user_attrs.get(PLANNED):  # another worker took the last one
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             break
