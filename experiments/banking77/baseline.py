@@ -3,6 +3,7 @@ scored on its validation holdout with the same metrics and bootstrap intervals a
 
     python experiments/banking77/baseline.py --variant=few      # writes runs/b77_<variant>_tfidf_svm.json
     python experiments/banking77/baseline.py --variant=few --per_label=10   # runs/b77_few10_tfidf_svm.json
+    python experiments/banking77/baseline.py --per_label=30 --label_noise=0.4  # runs/b77_few30_noise0.4_tfidf_svm.json
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variant", default="few")
     parser.add_argument("--per_label", type=int, default=None, help="training rows per intent (default: the variant's)")
+    parser.add_argument("--label_noise", type=float, default=0.0, help="fraction of training labels made wrong")
     args = parser.parse_args()
     config = load_config_file(ROOT / "configs" / "banking77.py", None if args.variant == "default" else args.variant)
     name = args.variant
     if args.per_label is not None:
         config.data.per_label = args.per_label
         name += str(args.per_label)
+    if args.label_noise:
+        config.data.label_noise = args.label_noise
+        name += f"_noise{args.label_noise:g}"
     train, val = rows_of(config.data, "train"), rows_of(config.data, "validation")
     out = {"variant": name, **fit_and_score(train, val, config.data.labels.split(","))}
     path = write_json(ROOT / "runs" / f"b77_{name}_tfidf_svm.json", out)

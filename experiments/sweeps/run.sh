@@ -4,8 +4,9 @@
 #   bash experiments/sweeps/run.sh rank        # LoRA rank 2|8|32 x seeds 0|1, 10 rows per intent, 60 steps
 #   bash experiments/sweeps/run.sh transfer    # the same run started from the E2E adapter (needs runs/e2e_s0)
 #   bash experiments/sweeps/run.sh full        # LoRA vs full fine-tuning, float32 weights, 60 steps
+#   bash experiments/sweeps/run.sh data        # 10 clean rows per intent vs 30 clean vs 30 with 40% wrong labels
 set -euo pipefail
-case ${1:?usage: run.sh rank|transfer|full} in
+case ${1:?usage: run.sh rank|transfer|full|data} in
   rank)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_rank.py:cpu --workdir=runs/sweeps/lora_rank_cpu ;;
   transfer)  # rank 8 as in the source run; compare with the rank sweep's rank-8 trials (same data and seeds)
@@ -13,5 +14,10 @@ case ${1:?usage: run.sh rank|transfer|full} in
       --config.space="model.init_from=runs/e2e_s0 train.seed=0|1" ;;
   full)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_vs_full.py:cpu --workdir=runs/sweeps/lora_vs_full_cpu ;;
-  *) echo "unknown ablation $1; choose rank, transfer or full" >&2; exit 2 ;;
+  data)
+    .venv/bin/ftjax sweep --config=configs/sweeps/data_size.py:cpu --workdir=runs/sweeps/data_size_cpu
+    for arm in "10 0" "30 0.4" "30 0"; do  # the linear baseline on each arm's rows
+      set -- $arm; .venv/bin/python experiments/banking77/baseline.py --per_label="$1" --label_noise="$2"
+    done ;;
+  *) echo "unknown ablation $1; choose rank, transfer, full or data" >&2; exit 2 ;;
 esac
