@@ -205,8 +205,8 @@ def biased_run(tiny_model_dir, tmp_path_factory):
              "groups": str(_lexicon(root))}
     config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": files["train"], "data.validation": "",
                            "data.columns": "label=category", "data.format": "classification",
-                           "data.labels": "alpha,beta", "head.type": "classification", "train.steps": 30,
-                           "train.batch_size": 8, "train.learning_rate": 3e-2, "checkpoint.every": 30})
+                           "data.labels": "alpha,beta", "head.type": "classification", "train.steps": 60,
+                           "train.batch_size": 8, "train.learning_rate": 1e-2, "checkpoint.every": 60})
     wd = root / "run"
     loop.main(config, wd)
     return wd, files, root
