@@ -3,6 +3,12 @@ tuning and full fine-tuning, each at three learning rates (methods want differen
 table puts quality beside trainable parameters, peak memory, tokens/s and minutes.
 
     ftjax sweep --config=configs/sweeps/peft_method.py --workdir=runs/sweeps/peft_method
+    ftjax sweep --config=configs/sweeps/peft_method.py:cpu --workdir=runs/sweeps/peft_method_cpu
+
+Variant `cpu`: 10 rows per intent, 60 steps, one seed, one rate per method (DoRA at LoRA's 1e-3, (IA)3 and
+prefix tuning at 1e-2, prompt tuning at 3e-2 on unpacked rows, since packed sequences cannot share its virtual
+tokens); LoRA itself is the rank sweep's r=8 (same data, steps and seed). Results:
+experiments/sweeps/README.md.
 """
 
 from ftjax.sweep.config import preset
@@ -11,4 +17,8 @@ from ftjax.sweep.config import preset
 def get_config(arg=None):
     return preset("configs/sweeps/peft_method.py", arg, default=dict(
         base="configs/banking77.py:few",
-        space="peft.method=lora|dora|ia3|prompt|prefix|full train.learning_rate=1e-4|1e-3|1e-2 train.seed=0|1|2"))
+        space="peft.method=lora|dora|ia3|prompt|prefix|full train.learning_rate=1e-4|1e-3|1e-2 train.seed=0|1|2"),
+        cpu=dict(base="configs/banking77.py:few",
+                 space="peft.method,train.learning_rate,data.pack=dora,1e-3,true|ia3,1e-2,true|prefix,1e-2,true|"
+                       "prompt,3e-2,false",
+                 overrides="data.per_label=10 train.steps=60 train.eval_every=30 checkpoint.every=30"))

@@ -5,8 +5,9 @@
 #   bash experiments/sweeps/run.sh transfer    # the same run started from the E2E adapter (needs runs/e2e_s0)
 #   bash experiments/sweeps/run.sh full        # LoRA vs full fine-tuning, float32 weights, 60 steps
 #   bash experiments/sweeps/run.sh data        # 10 clean rows per intent vs 30 clean vs 30 with 40% wrong labels
+#   bash experiments/sweeps/run.sh method      # DoRA, (IA)3, prefix and prompt tuning at 10 rows per intent, 60 steps
 set -euo pipefail
-case ${1:?usage: run.sh rank|transfer|full|data} in
+case ${1:?usage: run.sh rank|transfer|full|data|method} in
   rank)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_rank.py:cpu --workdir=runs/sweeps/lora_rank_cpu ;;
   transfer)  # rank 8 as in the source run; compare with the rank sweep's rank-8 trials (same data and seeds)
@@ -19,5 +20,7 @@ case ${1:?usage: run.sh rank|transfer|full|data} in
     for arm in "10 0" "30 0.4" "30 0"; do  # the linear baseline on each arm's rows
       set -- $arm; .venv/bin/python experiments/banking77/baseline.py --per_label="$1" --label_noise="$2"
     done ;;
-  *) echo "unknown ablation $1; choose rank, transfer, full or data" >&2; exit 2 ;;
+  method)
+    .venv/bin/ftjax sweep --config=configs/sweeps/peft_method.py:cpu --workdir=runs/sweeps/peft_method_cpu ;;
+  *) echo "unknown ablation $1; choose rank, transfer, full, data or method" >&2; exit 2 ;;
 esac
