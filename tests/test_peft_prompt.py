@@ -65,13 +65,16 @@ def test_prefix_tuning_decodes_with_a_cache(hf_folder):
     np.testing.assert_allclose(np.asarray(prefill_then_step(model, ids, mask, positions)), full[:, -1], atol=1e-4)
 
 
-def test_prompt_tuning_limits_are_clear_errors(hf_folder):
+def test_prompt_tuning_limits_are_clear_errors_and_segment_ids_pass(hf_folder):
     model = M.from_pretrained(hf_folder("llama")[1])
     apply_peft(model, {"method": "prompt", "num_virtual_tokens": 2})
     ids, mask, positions = (jnp.asarray(a) for a in padded_batch())
     with pytest.raises(ValueError, match="prompt tuning does not support KV-cache decoding"):
         model.hidden_states(ids, positions=positions, attention_mask=mask, cache=model.init_cache(3, 16))
-    with pytest.raises(ValueError, match="packed sequences"):
-        model(ids, attention_mask=mask, segment_ids=jnp.ones_like(ids))
+    # training batches carry segment ids (1 on an unpacked row's tokens, 0 on padding): the same logits as without
+    # at every real token
+    real = np.asarray(mask).astype(bool)
+    with_ids = np.asarray(model(ids, attention_mask=mask, segment_ids=mask.astype(jnp.int32)))
+    np.testing.assert_allclose(with_ids[real], np.asarray(model(ids, attention_mask=mask))[real], atol=1e-5)
     with pytest.raises(ValueError, match="peft.init_text needs peft.tokenizer"):
         apply_peft(model, {"method": "prefix", "name": "p", "init_text": "hi"})

@@ -66,6 +66,16 @@ def test_loss_decreases_and_workdir_is_complete(setup, tmp_path):
     assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "summary.json").is_file()
 
 
+def test_prompt_tuning_trains_on_unpacked_rows_and_refuses_packed_ones(setup, tmp_path):
+    with pytest.raises(ValueError, match="set data.pack=False"):
+        run(setup, tmp_path / "packed", **{"peft.method": "prompt", "data.pack": True})
+    summary = run(setup, tmp_path / "w", **{"peft.method": "prompt", "peft.num_virtual_tokens": 4,
+                                            "data.pack": False, "train.steps": 20, "train.learning_rate": 0.3})
+    assert summary["parameters"]["trainable_params"] == 4 * 40  # the virtual tokens alone (hidden size 40)
+    metrics = read_metrics(tmp_path / "w")
+    assert np.mean([m["loss"] for m in metrics[-3:]]) < np.mean([m["loss"] for m in metrics[:3]])
+
+
 @pytest.mark.long
 def test_killed_run_resumes_with_identical_losses(setup, tmp_path, monkeypatch):
     overrides = {"train.steps": 10, "checkpoint.every": 4, "train.eval_every": 5, "peft.dropout": 0.1}

@@ -19,7 +19,8 @@ case ${1:?usage: run.sh rank|transfer|full|data|method} in
     .venv/bin/ftjax sweep --config=configs/sweeps/data_size.py:cpu --workdir=runs/sweeps/data_size_cpu
     for arm in "10 0" "30 0.4" "30 0"; do  # the linear baseline on each arm's rows
       set -- $arm; .venv/bin/python experiments/banking77/baseline.py --per_label="$1" --label_noise="$2"
-    done ;;
+    done
+    .venv/bin/python experiments/sweeps/data_plot.py ;;  # LoRA beside the baseline per arm
   method)
     .venv/bin/ftjax sweep --config=configs/sweeps/peft_method.py:cpu --workdir=runs/sweeps/peft_method_cpu ;;
   *) echo "unknown ablation $1; choose rank, transfer, full, data or method" >&2; exit 2 ;;

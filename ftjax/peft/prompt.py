@@ -51,13 +51,16 @@ class VirtualTokens(nnx.Module):
         if cache is not None:
             raise ValueError("prompt tuning does not support KV-cache decoding yet; use prefix tuning to decode "
                              "with a cache")
-        if segment_ids is not None:
-            raise ValueError("prompt tuning cannot share virtual tokens between packed sequences; disable packing")
         b = x.shape[0]
         prompt = jnp.broadcast_to(adapter.embeddings[...].astype(x.dtype), (b, n, x.shape[-1]))
         first = jnp.broadcast_to(jnp.arange(n, dtype=positions.dtype), (b, n))
+        if segment_ids is not None:
+            # One example per row (the trainer refuses packing with prompt tuning), so the virtual tokens join
+            # the row's one segment; training batches carry segment ids even when unpacked.
+            row = jnp.broadcast_to(segment_ids.max(axis=1, keepdims=True), (b, n))
+            segment_ids = jnp.concatenate([row, segment_ids], 1)
         return (jnp.concatenate([prompt, x], 1), jnp.concatenate([first, positions], 1),
-                jnp.concatenate([jnp.ones((b, n), bool), valid], 1), None)
+                jnp.concatenate([jnp.ones((b, n), bool), valid], 1), segment_ids)
 
     def strip(self, h: Array) -> Array:
         """Drop the virtual tokens' hidden states, so outputs line up with input_ids."""

@@ -90,6 +90,9 @@ def check(config: ml_collections.ConfigDict) -> None:
             heads.check(task.head, data.label_set(task.data))
         except ValueError as e:
             raise ValueError(f"{where}{e}") from None
+        if config.peft.method == "prompt" and task.data.pack:
+            raise ValueError(f"peft.method=prompt puts its virtual tokens in front of each row, which packed "
+                             f"examples would share; set {where}data.pack=False")
     known = logged_metrics(config)
     sharding.check_rules(config.mesh.rules)
     tc = config.train
