@@ -1,7 +1,8 @@
 """A stand-in for `ftjax train` in the sweep tests: the same command line, workdir files (metrics.jsonl,
 summary.json) and signals (SIGTERM: save and exit 130; resume from metrics.jsonl), with a validation curve set
 by the trial's settings instead of a model, so that a sweep's logic runs in seconds:
-val_loss = learning_rate + 0.01 * seed + 1 / step, evaluated every 2 of 6 steps."""
+val_loss = learning_rate + 0.01 * seed + 1 / step, evaluated every 2 of 6 steps. FAKE_FAIL_LR=x fails the
+trials at learning rate x."""
 
 import json
 import os
@@ -14,6 +15,8 @@ args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and 
 wd = Path(args["workdir"])
 wd.mkdir(parents=True, exist_ok=True)
 lr = float(args.get("config.train.learning_rate", "0.1"))
+if os.environ.get("FAKE_FAIL_LR") == str(lr):  # a trial whose cause of failure the test then removes
+    sys.exit("ftjax train: error: planted failure")
 seed = int(args.get("config.train.seed", "0"))
 steps, pause = 6, float(os.environ.get("FAKE_STEP_S", "0.05"))
 metrics = wd / "metrics.jsonl"

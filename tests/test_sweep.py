@@ -174,6 +174,25 @@ def test_linked_keys_set_each_key_of_a_choice(fake, overrides, tmp_path):
     assert "'train.learning_rate': 0.1, 'train.seed': 1}" in best
 
 
+def test_failed_trials_stay_failed_unless_retried(fake, overrides, tmp_path, monkeypatch):
+    b = block(overrides, space="train.learning_rate=0.1|0.2")
+    monkeypatch.setenv("FAKE_FAIL_LR", "0.2")
+    study = sweep(b, tmp_path)[0]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL"]
+    assert "planted failure" in study.trials[1].user_attrs["error"]
+    monkeypatch.delenv("FAKE_FAIL_LR")
+    assert len(sweep(b, tmp_path)[0].trials) == 2  # a plain rerun: nothing left to run
+    study = sweep(b, tmp_path, retry=True)[0]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert study.trials[2].params == study.trials[1].params and study.trials[2].user_attrs["retry_of"] == 1
+    assert study.trials[2].user_attrs["workdir"] == "trials/0002"  # fresh, not the failed trial's
+    assert len(sweep(b, tmp_path, retry=True)[0].trials) == 3  # nothing failed is left to retry
+    from ftjax.sweep.report import write_report
+
+    write_report(study, b, tmp_path, "loss", "minimize")
+    assert [r["state"] for r in results(tmp_path)] == ["complete", "complete"]  # the retry replaces the failure
+
+
 @pytest.mark.long
 def test_real_trials_end_to_end_through_the_command(overrides, tmp_path):
     """A configs/sweeps/*.py-style file through the command: a real `ftjax train` trial of the tiny model (the

@@ -145,6 +145,22 @@ def requeue(study: Any, trial: Any) -> None:
     log.warning("trial %d lost its worker; queued again to resume in %s", trial.number, attrs.get("workdir"))
 
 
+def retry_failed(study: Any) -> int:
+    """Queue each trial that ended in an error (and was not retried already) again, in a fresh workdir: for a
+    rerun after the cause is fixed. Returns how many were queued."""
+    import optuna
+
+    all_trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in all_trials}
+    failed = [t for t in all_trials if t.state == optuna.trial.TrialState.FAIL and "error" in t.user_attrs
+              and t.number not in retried]
+    for t in failed:
+        study.enqueue_trial(t.params, user_attrs={k: v for k, v in t.user_attrs.items() if k == PLANNED}
+                            | {"retry_of": t.number})
+        log.warning("trial %d failed (%s); queued again", t.number, t.user_attrs["error"])
+    return len(failed)
+
+
 def recover(study: Any, storage: Any) -> None:
     """Fail and requeue the running trials whose worker was a process of this host that is gone, and (through
     the heartbeat) those of other hosts that went silent."""
@@ -175,10 +191,10 @@ def pending(study: Any, block: ml_collections.ConfigDict) -> int:
     return max(block.trials - sum(t.number not in retried for t in all_trials), 0)
 
 
-def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trials: int | None = None
-          ) -> tuple[Any, str, str]:
+def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trials: int | None = None,
+          retry: bool = False) -> tuple[Any, str, str]:
     """Run trials until the study has none left, or this worker has run `max_trials` (0: none, only open the
-    study); returns (study, metric, direction)."""
+    study), first queueing the failed trials again if `retry`; returns (study, metric, direction)."""
     import optuna
     from tqdm import tqdm
 
@@ -188,6 +204,9 @@ def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trial
     metric, direction = goal(block, config)
     folder.mkdir(parents=True, exist_ok=True)
     study, storage = open_study(block, folder, direction)
+    if retry:
+        with folder_lock(folder):
+            retry_failed(study)
     space, overrides = parse_space(block.space), parse_overrides(block.overrides)
     name = validation_name(metric)
     ran = 0
