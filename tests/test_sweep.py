@@ -168,8 +168,9 @@ def test_linked_keys_set_each_key_of_a_choice(fake, overrides, tmp_path):
     b = block(overrides, space="train.learning_rate,train.seed=0.1,1|0.3,0")
     study, metric, direction = sweep(b, tmp_path)
     assert [t.value for t in study.trials] == pytest.approx([0.1 + 0.01 + 1 / 6, 0.3 + 1 / 6])
-    write_report(study, b, tmp_path, metric, direction)
+    paths = write_report(study, b, tmp_path, metric, direction)
     assert "| train.learning_rate,train.seed | loss |" in (tmp_path / "results.md").read_text()
+    assert "ablation.png" in {p.name for p in paths}  # choices, not numbers: drawn as bars
     assert "SETTINGS = " in (best := (tmp_path / "best_config.py").read_text())
     assert "'train.learning_rate': 0.1, 'train.seed': 1}" in best
 

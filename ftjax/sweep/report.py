@@ -160,10 +160,14 @@ def plots(study: Any, table: list[dict], keys: list[str], group: str, metric: st
     varying = [k for k in keys if k != group and len({r[k] for r in table}) > 1]
     if len(varying) == 1 and table:
         key = varying[0]
-        rows = sorted(table, key=lambda r: (isinstance(r[key], str), r[key]))
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.errorbar(range(len(rows)), [r["mean"] for r in rows], yerr=[r["std"] for r in rows], fmt="o-",
-                    capsize=4)
+        numeric = all(isinstance(r[key], (int, float)) and not isinstance(r[key], bool) for r in table)
+        rows = sorted(table, key=lambda r: r[key]) if numeric else table  # choices keep the space's order
+        means, stds = [r["mean"] for r in rows], [r["std"] for r in rows]
+        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
+        if numeric:  # an ordered axis (rank, rows, rate): a line
+            ax.errorbar(range(len(rows)), means, yerr=stds, fmt="o-", capsize=4)
+        else:  # unordered choices (methods, linked settings): bars
+            ax.bar_label(ax.bar(range(len(rows)), means, yerr=stds, capsize=4), fmt="%.4g", fontsize=8)
         ax.set_xticks(range(len(rows)), [str(r[key]) for r in rows])
         ax.set_xlabel(key)
         ax.set_ylabel(f"{metric} (mean ± std over {group})")
