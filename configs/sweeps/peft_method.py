@@ -17,7 +17,8 @@ from ftjax.sweep.config import preset
 def get_config(arg=None):
     return preset("configs/sweeps/peft_method.py", arg, default=dict(
         base="configs/banking77.py:few",
-        space="peft.method=lora|dora|ia3|prompt|prefix|full train.learning_rate=1e-4|1e-3|1e-2 train.seed=0|1|2"),
+        space="peft.method,data.pack=lora,true|dora,true|ia3,true|prompt,false|prefix,true|full,true "
+              "train.learning_rate=1e-4|1e-3|1e-2 train.seed=0|1|2"),  # prompt tuning cannot pack
         cpu=dict(base="configs/banking77.py:few",
                  space="peft.method,train.learning_rate,data.pack=dora,1e-3,true|ia3,1e-2,true|prefix,1e-2,true|"
                        "prompt,3e-2,false",
