@@ -11,10 +11,11 @@ Data: the registered task `banking77` (ftjax/tasks.py): ../shared/data/banking77
   few         30 rows per intent (2,310), the regime where TF-IDF + linear SVM scores about 85% (DESIGN.md)
   generate    the label generated as text by the LM head (task `banking77_generate`), for comparison
   tiny        the shape the tests use (model and data paths given on the command line)
-Result (default, seed 0, 2026-12-04, 26 min on a 2-core CPU): validation accuracy 91.4 [89.7, 93.0], macro-F1 91.1,
-vs 90.3 for TF-IDF + linear SVM on the same 8,998 rows. Result (`few`, validation holdout of 1,005 rows, 3 seeds, 2-core CPU, ~20 min a run): accuracy 85.6 +- 0.5,
-macro-F1 85.5 +- 0.5, vs 82.3 for TF-IDF + linear SVM on the same rows; `generate` with 30 rows per intent and 640
-steps (seed 0): 83.0, 4 outputs not a label. Details in experiments/banking77/README.md.
+Result (default, seed 0, 2026-12-04, 26 min on a 2-core CPU): validation accuracy 91.4 [89.7, 93.0], macro-F1
+91.1, vs 90.3 for TF-IDF + linear SVM on the same 8,998 rows. Result (`few`, validation holdout of 1,005 rows,
+3 seeds, 2-core CPU, ~20 min a run): accuracy 85.6 +- 0.5, macro-F1 85.5 +- 0.5, vs 82.3 for TF-IDF + linear SVM
+on the same rows; `generate` with 30 rows per intent and 640 steps (seed 0): 83.0, 4 outputs not a label.
+Details in experiments/banking77/README.md.
 """
 
 import ml_collections

@@ -39,6 +39,17 @@ def fit_and_score(train: list[dict], val: list[dict], labels: list[str]) -> dict
             "metrics": report["metrics"]}
 
 
+def arm_name(variant: str, per_label: int | None = None, label_noise: float = 0.0) -> str:
+    """The rows' name in the results: <variant>[<per_label>][_noise<F>]."""
+    size = str(per_label) if per_label is not None else ""
+    return variant + size + (f"_noise{label_noise:g}" if label_noise else "")
+
+
+def result_path(variant: str, per_label: int | None = None, label_noise: float = 0.0) -> Path:
+    """Where the baseline on these rows writes its figures."""
+    return ROOT / "runs" / f"b77_{arm_name(variant, per_label, label_noise)}_tfidf_svm.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variant", default="few")
@@ -46,16 +57,14 @@ def main() -> None:
     parser.add_argument("--label_noise", type=float, default=0.0, help="fraction of training labels made wrong")
     args = parser.parse_args()
     config = load_config_file(ROOT / "configs" / "banking77.py", None if args.variant == "default" else args.variant)
-    name = args.variant
     if args.per_label is not None:
         config.data.per_label = args.per_label
-        name += str(args.per_label)
     if args.label_noise:
         config.data.label_noise = args.label_noise
-        name += f"_noise{args.label_noise:g}"
     train, val = rows_of(config.data, "train"), rows_of(config.data, "validation")
-    out = {"variant": name, **fit_and_score(train, val, config.data.labels.split(","))}
-    path = write_json(ROOT / "runs" / f"b77_{name}_tfidf_svm.json", out)
+    out = {"variant": arm_name(args.variant, args.per_label, args.label_noise),
+           **fit_and_score(train, val, config.data.labels.split(","))}
+    path = write_json(result_path(args.variant, args.per_label, args.label_noise), out)
     print(json.dumps(out["metrics"]), f"({len(train)} train rows, {len(val)} validation rows) -> {path}")
 
 

@@ -6,11 +6,16 @@ the TF-IDF + LinearSVC baseline on the same rows (runs/b77_few<N>[_noise<F>]_tfi
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 from absl import app, flags
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments" / "banking77"))
+
+from baseline import result_path  # noqa: E402
+
 KEY = "data.per_label,data.label_noise"
 flags.DEFINE_string("sweep", str(ROOT / "runs/sweeps/data_size_cpu"), "the data_size sweep folder")
 flags.DEFINE_string("out", str(ROOT / "experiments/sweeps/data_size_cpu.png"), "where the chart goes")
@@ -18,8 +23,7 @@ FLAGS = flags.FLAGS
 
 
 def baseline_accuracy(per_label: int, noise: float) -> float:
-    name = f"b77_few{per_label}" + (f"_noise{noise:g}" if noise else "")
-    path = ROOT / "runs" / f"{name}_tfidf_svm.json"
+    path = result_path("few", per_label, noise)
     if not path.exists():
         raise FileNotFoundError(f"{path}: run experiments/banking77/baseline.py --per_label={per_label} "
                                 f"--label_noise={noise:g} first")

@@ -16,6 +16,7 @@ from typing import Any
 import ml_collections
 
 from ftjax.io import write_json, write_text
+from ftjax.sweep.study import retried
 
 log = logging.getLogger("ftjax.sweep")
 COSTS = ("trainable", "peak_memory_gb", "tokens_per_s", "minutes")
@@ -23,10 +24,10 @@ COSTS = ("trainable", "peak_memory_gb", "tokens_per_s", "minutes")
 
 def trial_rows(study: Any, keys: list[str]) -> list[dict[str, Any]]:
     """One row per trial that ran (a trial replaced by its retry, or never started, is left out)."""
-    retried = {t.user_attrs.get("retry_of") for t in study.trials}
+    again = retried(study.trials)
     rows = []
     for t in study.trials:
-        if t.number in retried or "workdir" not in t.user_attrs or t.state.name in ("WAITING", "RUNNING"):
+        if t.number in again or "workdir" not in t.user_attrs or t.state.name in ("WAITING", "RUNNING"):
             continue
         rows.append({"trial": t.number, "state": t.state.name.lower(), **{k: t.params.get(k) for k in keys},
                      "value": t.value, **{k: t.user_attrs.get(k) for k in ("steps", *COSTS)},

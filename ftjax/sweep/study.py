@@ -138,27 +138,34 @@ def open_study(block: ml_collections.ConfigDict, folder: Path, direction: str):
     return study, storage
 
 
+def retried(trials: list) -> set:
+    """The numbers of the trials queued again (each such retry names its original in `retry_of`)."""
+    return {t.user_attrs.get("retry_of") for t in trials}
+
+
+def _enqueue_again(study: Any, trial: Any, keep: tuple[str, ...]) -> None:
+    attrs = {k: v for k, v in trial.user_attrs.items() if k in keep}
+    study.enqueue_trial(trial.params, user_attrs=attrs | {"retry_of": trial.number})
+
+
 def requeue(study: Any, trial: Any) -> None:
     """Queue a dead trial again with its parameters and workdir: it resumes from its last checkpoint."""
-    attrs = {k: v for k, v in trial.user_attrs.items() if k in (PLANNED, "workdir")}
-    study.enqueue_trial(trial.params, user_attrs=attrs | {"retry_of": trial.number})
-    log.warning("trial %d lost its worker; queued again to resume in %s", trial.number, attrs.get("workdir"))
+    _enqueue_again(study, trial, (PLANNED, "workdir"))
+    log.warning("trial %d lost its worker; queued again to resume in %s", trial.number,
+                trial.user_attrs.get("workdir"))
 
 
-def retry_failed(study: Any) -> int:
+def retry_failed(study: Any) -> None:
     """Queue each trial that ended in an error (and was not retried already) again, in a fresh workdir: for a
-    rerun after the cause is fixed. Returns how many were queued."""
+    rerun after the cause is fixed."""
     import optuna
 
     all_trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in all_trials}
-    failed = [t for t in all_trials if t.state == optuna.trial.TrialState.FAIL and "error" in t.user_attrs
-              and t.number not in retried]
-    for t in failed:
-        study.enqueue_trial(t.params, user_attrs={k: v for k, v in t.user_attrs.items() if k == PLANNED}
-                            | {"retry_of": t.number})
-        log.warning("trial %d failed (%s); queued again", t.number, t.user_attrs["error"])
-    return len(failed)
+    done = retried(all_trials)
+    for t in all_trials:
+        if t.state == optuna.trial.TrialState.FAIL and "error" in t.user_attrs and t.number not in done:
+            _enqueue_again(study, t, (PLANNED,))
+            log.warning("trial %d failed (%s); queued again", t.number, t.user_attrs["error"])
 
 
 def recover(study: Any, storage: Any) -> None:
@@ -187,8 +194,8 @@ def pending(study: Any, block: ml_collections.ConfigDict) -> int:
     all_trials = study.get_trials(deepcopy=False)
     if block.sampler != "tpe":
         return sum(t.state == optuna.trial.TrialState.WAITING for t in all_trials)
-    retried = {t.user_attrs.get("retry_of") for t in all_trials}
-    return max(block.trials - sum(t.number not in retried for t in all_trials), 0)
+    again = retried(all_trials)
+    return max(block.trials - sum(t.number not in again for t in all_trials), 0)
 
 
 def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trials: int | None = None,
