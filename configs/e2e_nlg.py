@@ -10,9 +10,9 @@ side). Metrics: the E2E challenge's BLEU, NIST, METEOR, ROUGE-L and CIDEr (ftjax
 BLEU and chrF, rouge-score ROUGE, and the slot error rate (ftjax/metrics/slots.py: MR facts missed,
 contradicted or added; lower is better), the hallucination measure. Variant `tiny`: the tests' shape.
 
-Result (validation holdout of 54 MRs, seed 0, 2-core CPU, 40 min): BLEU 73.8, NIST 8.59, METEOR 47.5, ROUGE-L
-77.0, CIDEr 2.48 (the challenge's definitions), slot error rate 17.3%; a template baseline scores 63.8 BLEU and
-5.0% slot errors. Details: experiments/e2e_nlg/README.md.
+Result (validation holdout of 54 MRs, seeds 0-2, 2-core CPU, 35-40 min a run): BLEU 72.9 +- 1.5, NIST
+8.46 +- 0.16, METEOR 47.5 +- 1.1, ROUGE-L 75.8 +- 1.6, CIDEr 2.47 +- 0.14 (the challenge's definitions), slot
+error rate 17.0 +- 0.8%; a template baseline scores 63.8 BLEU and 5.0% slot errors. Details: experiments/e2e_nlg/README.md.
 """
 
 import ml_collections
