@@ -148,8 +148,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 def default_config() -> Any:
     """The `model` block of an experiment config: which checkpoint (folder, hub id or .gguf), the dtype of its
     frozen weights, what the backward pass recomputes (`remat`: none, full, dots, offload; decoder.py), whether
-    training runs the blocks as one scanned, stacked block (`scan_layers`; scan.py), the
-    attention kernel (`attention`: auto, reference, xla, cudnn; attention.py), `quantize` (none, int8, nf4: the
+    training runs the blocks as one scanned, stacked block (`scan_layers`; scan.py), the attention kernel
+    (`attention`: auto, reference, xla, cudnn, splash; attention.py), `quantize` (none, int8, nf4: the
     frozen base stored quantised for QLoRA; quantize.py), and `init_from`: another run's
     workdir (`WORKDIR` or `WORKDIR:best|last|STEP`) whose adapter and task heads this run starts from."""
     import ml_collections

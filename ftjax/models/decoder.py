@@ -52,7 +52,7 @@ class Attention(nnx.Module):
             kv = (L.write_cache(kv[0], k, index), L.write_cache(kv[1], v, index))
             k, v = kv
         if self.prefix is not None:
-            k, v, mask = self.prefix(k, v, mask)
+            k, v, mask = self.prefix(k, v, A.dense(mask))
         out = A.attend(q, k, v, mask, scale=cfg.q_scale, softcap=cfg.attn_softcap, implementation=self.implementation)
         return self.o_proj(out.reshape(b, t, -1)), kv
 
@@ -104,6 +104,7 @@ class Backbone(nnx.Module):
         self.norm = L.Norm(cfg.hidden_size, kind=cfg.norm_type, eps=cfg.norm_eps, dtype=dtype)
         self.cfg = cfg
         self.remat = "none"  # what the backward pass recomputes (CausalLM.set_remat)
+        self.attention = ("reference", None)  # kernel and mesh (CausalLM.set_attention): which masks to build
         self.prompt = nnx.data(None)  # hook: virtual input tokens (models/hooks.py)
 
     def embed(self, input_ids: Array) -> Array:
@@ -117,7 +118,7 @@ class Backbone(nnx.Module):
         x = self.embed(input_ids)
         if self.prompt is not None:
             x, positions, valid, segment_ids = self.prompt.prepend(x, positions, valid, segment_ids, cache)
-        masks, cache = _masks(cfg, positions, valid, segment_ids, cache)
+        masks, cache = _masks(cfg, positions, valid, segment_ids, cache, self.attention)
         # per-layer rotary frequencies: constants under jit, never parameters
         ropes = [L.rope_inv_freq(cfg.rope_for(i), cfg.head_dim) for i in range(cfg.num_layers)]
         x, cache = run_layers(self.layers, x, positions, masks, [cfg.window_for(i) for i in range(cfg.num_layers)],
@@ -149,8 +150,12 @@ def run_layers(layers, x, positions, masks: dict, windows: list, ropes: list | N
     return x, cache
 
 
-def _masks(cfg: ModelConfig, positions, valid, segment_ids, cache):
-    """Attention masks keyed by window (None = full), and the cache with this chunk's slots recorded."""
+def _masks(cfg: ModelConfig, positions, valid, segment_ids, cache, attention: tuple = ("reference", None)):
+    """Attention masks keyed by window (None = full), and the cache with this chunk's slots recorded; for the
+    splash kernel without a cache, each token's segment instead of a dense mask (attention.Segments)."""
+    windows = tuple(dict.fromkeys(cfg.window_for(i) for i in range(cfg.num_layers)))
+    if attention[0] == "splash" and cache is None:
+        return A.segments(valid, segment_ids, windows, attention[1]), cache
     if cache is None:
         kv_pos, kv_valid = positions, valid
     else:
@@ -162,7 +167,6 @@ def _masks(cfg: ModelConfig, positions, valid, segment_ids, cache):
         kv_pos, kv_valid = cache["pos"], cache["valid"]
         segment_ids = None  # packing is a training-time feature; decoding rows are single sequences
     seg = (segment_ids, segment_ids) if segment_ids is not None else (None, None)
-    windows = {cfg.window_for(i) for i in range(cfg.num_layers)}
     return {w: L.attention_mask(positions, kv_pos, kv_valid, w, *seg) for w in windows}, cache
 
 
@@ -202,12 +206,14 @@ class CausalLM(nnx.Module):
             raise ValueError("model.remat=offload parks activations in host memory, which needs a GPU or TPU")
         self.backbone.remat = policy
 
-    def set_attention(self, requested: str = "auto") -> tuple[str, str]:
-        """Pick every attention layer's kernel (attention.py); returns (implementation, why)."""
+    def set_attention(self, requested: str = "auto", mesh: Any = None) -> tuple[str, str]:
+        """Pick every attention layer's kernel (attention.py); returns (implementation, why). `mesh`: the one
+        the batch is split over, which a splash kernel runs under (shard_map)."""
         impl, why = A.resolve(requested, platform=jax.devices()[0].platform, dtype=self.dtype,
                               softcap=self.config.attn_softcap)
         for layer in self.attention_layers():
             layer.implementation = impl
+        self.backbone.attention = (impl, mesh)
         return impl, why
 
     def embed(self, input_ids: Array) -> Array:

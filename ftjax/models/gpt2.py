@@ -37,7 +37,7 @@ class GPT2Attention(nnx.Module):
             kv = (L.write_cache(kv[0], k, index), L.write_cache(kv[1], v, index))
             k, v = kv
         if self.prefix is not None:
-            k, v, mask = self.prefix(k, v, mask)
+            k, v, mask = self.prefix(k, v, A.dense(mask))
         out = A.attend(q, k, v, mask, scale=cfg.q_scale, softcap=None, implementation=self.implementation)
         return self.c_proj(out.reshape(b, t, -1)), kv
 
@@ -75,6 +75,7 @@ class GPT2Backbone(nnx.Module):
         self.ln_f = L.Norm(cfg.hidden_size, kind="layernorm", eps=cfg.norm_eps, dtype=dtype)
         self.cfg = cfg
         self.remat = "none"
+        self.attention = ("reference", None)  # kernel and mesh (CausalLM.set_attention)
         self.prompt = nnx.data(None)  # hook: virtual input tokens (models/hooks.py)
 
     @property
@@ -89,7 +90,7 @@ class GPT2Backbone(nnx.Module):
         if self.prompt is not None:
             x, positions, valid, segment_ids = self.prompt.prepend(x, positions, valid, segment_ids, cache)
         x = x + self.wpe(positions)
-        masks, cache = _masks(self.cfg, positions, valid, segment_ids, cache)
+        masks, cache = _masks(self.cfg, positions, valid, segment_ids, cache, self.attention)
         x, cache = run_layers(self.h, x, positions, masks, [None] * len(self.h), None, cache,
                               advance=input_ids.shape[1], remat=self.remat)
         h = self.ln_f(x)

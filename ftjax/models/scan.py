@@ -93,7 +93,7 @@ def run(blocks: StackedBlocks, x: Array, positions: Array, masks: dict[Any, Arra
     rotary frequencies) per layer; `kv` the stacked cache [layers, b, s, kv_heads, h]. Random-number state
     (dropout) advances per layer and is written back, like the unrolled loop's."""
     keys = list(dict.fromkeys(windows))
-    mask_stack = jnp.stack([masks[w] for w in keys])
+    mask_stack = jax.tree.map(lambda *m: jnp.stack(m), *[masks[w] for w in keys])  # arrays or Segments
     which = jnp.asarray([keys.index(w) for w in windows], jnp.int32)
     rope_stack = None if ropes is None else jnp.stack(ropes)
     graphdef, rng, rest = nnx.split(blocks.block, nnx.RngState, ...)
@@ -101,7 +101,7 @@ def run(blocks: StackedBlocks, x: Array, positions: Array, masks: dict[Any, Arra
     def body(h: Array, xs: tuple) -> tuple[Array, tuple]:
         rng_i, rest_i, w, rope, kv_i = xs
         layer = nnx.merge(graphdef, rng_i, rest_i)
-        h, kv_i = layer(h, positions, mask_stack[w], kv_i, index, rope)
+        h, kv_i = layer(h, positions, jax.tree.map(lambda m: m[w], mask_stack), kv_i, index, rope)
         return h, (nnx.state(layer, nnx.RngState), kv_i)
 
     body = _rematerialised(body, remat)

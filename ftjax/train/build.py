@@ -27,7 +27,7 @@ def build_model(config: ml_collections.ConfigDict, mesh: Any = None, rules: str 
     if quantize != "none" and config.peft.method == "full":
         raise ValueError(f"model.quantize={quantize} freezes the base; full fine-tuning trains it (use an adapter)")
     quantize_base(model, quantize)
-    attention, why = model.set_attention(config.model.get("attention", "auto"))
+    attention, why = model.set_attention(config.model.get("attention", "auto"), mesh)
     log.info("attention: %s (%s)", attention, why)
     apply_peft(model, config.peft, nnx.Rngs(config.train.seed))
     for i, task in enumerate(task_configs(config).values()):
