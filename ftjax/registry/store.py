@@ -25,6 +25,7 @@ from typing import Any
 from ftjax.io import atomic_dir, file_sha256
 from ftjax.train.checkpoints import Checkpoints
 from ftjax.train.restore import pick_step
+from ftjax.train.trackers import log_config_params
 from ftjax.workdir import Workdir, read_config
 
 CHAMPION = "champion"
@@ -45,16 +46,6 @@ def data_fingerprints(config: Any) -> dict[str, str]:
             out[f"data.{split}"] = spec
             if Path(spec).is_file():
                 out[f"data.{split}.sha256"] = file_sha256(spec)
-    return out
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, str]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = str(v)[:500]  # MLflow's limit on a parameter value
     return out
 
 
@@ -105,8 +96,6 @@ class Registry:
                  parent: str | None = None, tags: dict[str, str] | None = None) -> str:
         """Register `workdir` (at `checkpoint`) as a new version of `name`; returns its version number. The
         version appears only once every artifact is stored (a kill before leaves an unregistered run)."""
-        from mlflow.entities import Param
-
         wd = Workdir(workdir)
         config = read_config(workdir)
         ckpts = Checkpoints(wd.checkpoints, keep=config.checkpoint.keep, metric=config.train.early_stopping.metric,
@@ -116,9 +105,7 @@ class Registry:
             self.version(name, parent)  # the parent must exist
         run = self.client.create_run(self._experiment_id(), run_name=f"{name}:{Path(workdir).resolve().name}")
         run_id = run.info.run_id
-        params = sorted(_flat(config.to_dict()).items())
-        for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
-            self.client.log_batch(run_id, params=[Param(k, v) for k, v in params[i:i + 100]])
+        log_config_params(self.client, run_id, config)
         for k, v in run_metrics(workdir).items():
             self.client.log_metric(run_id, k, v)
         with tempfile.TemporaryDirectory() as tmp:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import ml_collections
 
 from ftjax.io import write_json
+from ftjax.train.guard import flat
 from ftjax.workdir import Workdir
 
 TRACKERS = ("mlflow", "wandb")
@@ -53,14 +54,14 @@ def open_trackers(wd: Workdir, config: ml_collections.ConfigDict) -> list[Tracke
     return list(opened.values())
 
 
-def _flat(d: dict, prefix: str = "") -> dict[str, str]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = str(v)[:500]  # MLflow's limit on a parameter value
-    return out
+def log_config_params(client: Any, run_id: str, config: ml_collections.ConfigDict) -> None:
+    """The resolved config as an MLflow run's parameters: dotted keys, values as text cut to MLflow's 500
+    characters, sent 100 at a time (MLflow's most per batch)."""
+    from mlflow.entities import Param
+
+    params = sorted((k, str(v)[:500]) for k, v in flat(config.to_dict()).items())
+    for i in range(0, len(params), 100):
+        client.log_batch(run_id, params=[Param(k, v) for k, v in params[i:i + 100]])
 
 
 class MLflowTracker:
@@ -74,11 +75,7 @@ class MLflowTracker:
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
         if run_id is None:
             run_id = self.client.create_run(experiment_id, run_name=wd.root.resolve().name).info.run_id
-            params = sorted(_flat(config.to_dict()).items())
-            from mlflow.entities import Param
-
-            for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
-                self.client.log_batch(run_id, params=[Param(k, v) for k, v in params[i:i + 100]])
+            log_config_params(self.client, run_id, config)
         self.run_id = run_id
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
