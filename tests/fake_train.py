@@ -1,10 +1,11 @@
 """A stand-in for `ftjax train` in the sweep tests: the same command line, workdir files (metrics.jsonl,
 summary.json) and signals (SIGTERM: save and exit 130; resume from metrics.jsonl), with a validation curve set
 by the trial's settings instead of a model, so that a sweep's logic runs in seconds:
-val_loss = learning_rate + 0.01 * seed + 1 / step, evaluated every 2 of 6 steps. FAKE_FAIL_LR=x fails the
+val_loss = learning_rate + 0.01 * seed + 1 / step (and val_perplexity its exp), evaluated every 2 of 6 steps. FAKE_FAIL_LR=x fails the
 trials at learning rate x."""
 
 import json
+import math
 import os
 import signal
 import sys
@@ -32,6 +33,7 @@ with metrics.open("a") as f:
         row = {"step": step, "loss": lr}
         if step % 2 == 0:
             row["val_loss"] = lr + 0.01 * seed + 1.0 / step
+            row["val_perplexity"] = math.exp(row["val_loss"])
         f.write(json.dumps(row) + "\n")
         f.flush()
         if stop:

@@ -98,6 +98,30 @@ def test_a_grid_runs_every_point_once_and_prunes_the_worse(fake, overrides, tmp_
     assert best.train.learning_rate == 0.1 and best.train.steps == 8 and str(best.model.path) in overrides
 
 
+def test_also_tables_more_metrics_read_at_each_trials_best_checkpoint(fake, overrides, tmp_path):
+    """sweep.also (a mixture's other task, say): each named metric as logged at the step the trial is judged
+    at, per trial in results.csv and as mean and std per setting in results.md; a name training does not log
+    is a one-line error before any trial runs."""
+    import math
+
+    from ftjax.sweep.report import write_report
+
+    b = block(overrides, space="train.learning_rate=0.1|0.2 train.seed=0|1", also="perplexity")
+    study, metric, direction = sweep(b, tmp_path)
+    write_report(study, b, tmp_path, metric, direction)
+    rows = results(tmp_path)
+    assert len(rows) == 4
+    for r in rows:  # best step = the last (6), where val_perplexity = exp(val_loss)
+        assert float(r["perplexity"]) == pytest.approx(math.exp(float(r["value"])))
+    table = (tmp_path / "results.md").read_text()
+    assert "| train.learning_rate | loss | std | n | perplexity | perplexity std |" in table
+    low = [math.exp(0.1 + 0.01 * seed + 1 / 6) for seed in (0, 1)]
+    assert f"| 0.1 | {0.1 + 0.005 + 1 / 6:.4g} | " in table and f"| 2 | {sum(low) / 2:.4g} | " in table
+    with pytest.raises(ValueError, match="sweep.also='bleu': training does not log val_bleu"):
+        sweep(block(overrides, space="train.learning_rate=0.1|0.2", also="perplexity,bleu"), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.long
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(overrides, tmp_path):
     """Kill the sweep process (SIGKILL) during its second trial; the rerun resumes that trial in its workdir
@@ -286,15 +310,19 @@ def test_select_base_ranks_a_planted_good_candidate_first(tiny_model_dir, tmp_pa
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "configs" / "sweeps").glob("*.py")))
 def test_every_preset_is_a_valid_sweep(name, tmp_path, monkeypatch):
     from ftjax.config import load_config_file
+    from ftjax.objective import validation_name
     from ftjax.sweep.space import parse_space
-    from ftjax.sweep.study import base_config, goal, plan
+    from ftjax.train.config import logged_metrics
+    from ftjax.sweep.study import also, base_config, goal, plan
 
     (tmp_path / "categories.json").write_text(json.dumps(["card_arrival", "card_linking", "top_up_failed"]))
     monkeypatch.setenv("BANKING77_DIR", str(tmp_path))  # the presets' Banking77 configs read its label set
     b = load_config_file(ROOT / "configs" / "sweeps" / f"{name}.py")
     sweep_config.check(b)
     config = base_config(b)  # every key and value checked against the base config
-    assert goal(b, config) == ("accuracy", "maximize")  # Banking77's objective
+    metric, direction = goal(b, config)
+    assert metric.rpartition("/")[2] == "accuracy" and direction == "maximize"  # Banking77's objective
+    assert all(validation_name(m) in logged_metrics(config) for m in also(b, config))
     assert "train.seed" in parse_space(b.space) and len(plan(b, parse_space(b.space))) >= 6
 
 

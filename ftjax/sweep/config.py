@@ -6,6 +6,8 @@
     sampler      grid (every point once) | random | tpe;  trials: how many (grid: 0 = every point);  seed
     metric, direction   what a trial is judged on, by its eval name (default: the base config's objective):
                  its validation figure at the trial's best checkpoint; pruning reads its validation curve
+    also         more eval names, comma-separated, read at the same checkpoint and tabled beside the metric
+                 (the other task of a mixture: "e2e_nlg/rouge_l,e2e_nlg/loss")
     pruner       none | median | halving (successive halving); prune_after: steps before a trial may be
                  pruned; startup_trials: finished trials before the median pruner prunes
     storage      an Optuna RDB URL ("" = sqlite:///WORKDIR/study.db): workers on several hosts sharing
@@ -25,7 +27,8 @@ PRUNERS = ("none", "median", "halving")
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
-        base="", overrides="", space="", sampler="grid", trials=0, seed=0, metric="", direction="", pruner="none",
+        base="", overrides="", space="", sampler="grid", trials=0, seed=0, metric="", direction="", also="",
+        pruner="none",
         prune_after=0, startup_trials=2, storage="", study="", group="train.seed"))
 
 
@@ -40,6 +43,11 @@ def preset(file: str, variant: str | None, **variants: dict) -> ml_collections.C
     block.update(**variants[name])
     block.lock()
     return block
+
+
+def also_names(block: ml_collections.ConfigDict) -> list[str]:
+    """The eval names listed in `sweep.also`."""
+    return [m.strip() for m in block.also.split(",") if m.strip()]
 
 
 def check(block: ml_collections.ConfigDict) -> None:

@@ -10,34 +10,39 @@ import io
 import logging
 import statistics
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
 from ftjax.io import write_json, write_text
+from ftjax.sweep.config import also_names
 from ftjax.sweep.study import retried
 
 log = logging.getLogger("ftjax.sweep")
 COSTS = ("trainable", "peak_memory_gb", "tokens_per_s", "minutes")
 
 
-def trial_rows(study: Any, keys: list[str]) -> list[dict[str, Any]]:
-    """One row per trial that ran (a trial replaced by its retry, or never started, is left out)."""
+def trial_rows(study: Any, keys: list[str], also: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One row per trial that ran (a trial replaced by its retry, or never started, is left out), with the
+    sweep's `also` metrics after its value."""
     again = retried(study.trials)
     rows = []
     for t in study.trials:
         if t.number in again or "workdir" not in t.user_attrs or t.state.name in ("WAITING", "RUNNING"):
             continue
         rows.append({"trial": t.number, "state": t.state.name.lower(), **{k: t.params.get(k) for k in keys},
-                     "value": t.value, **{k: t.user_attrs.get(k) for k in ("steps", *COSTS)},
+                     "value": t.value, **{m: t.user_attrs.get("also", {}).get(m) for m in also},
+                     **{k: t.user_attrs.get(k) for k in ("steps", *COSTS)},
                      "workdir": t.user_attrs["workdir"]})
     return rows
 
 
-def settings_table(rows: list[dict], keys: list[str], group: str) -> list[dict[str, Any]]:
-    """Completed trials grouped by their setting (every key but `group`): the metric's mean, std and n, and the
-    mean of each cost."""
+def settings_table(rows: list[dict], keys: list[str], group: str,
+                   also: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Completed trials grouped by their setting (every key but `group`): the metric's mean, std and n, the
+    mean and std of each `also` metric, and the mean of each cost."""
     setting_keys = [k for k in keys if k != group]
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -49,6 +54,10 @@ def settings_table(rows: list[dict], keys: list[str], group: str) -> list[dict[s
         entry = dict(zip(setting_keys, setting)) | {
             "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "n": len(values)}
+        for name in also:
+            found = [m[name] for m in members if m[name] is not None]
+            entry[name] = statistics.fmean(found) if found else None
+            entry[f"{name} std"] = statistics.stdev(found) if len(found) > 1 else None
         for cost in COSTS:
             found = [m[cost] for m in members if m[cost] is not None]
             entry[cost] = statistics.fmean(found) if found else None
@@ -103,10 +112,11 @@ def write_report(study: Any, block: ml_collections.ConfigDict, folder: Path, met
     from ftjax.sweep.space import parse_space
 
     keys = list(parse_space(block.space))
-    rows = trial_rows(study, keys)
-    table = settings_table(rows, keys, block.group)
+    extra = also_names(block)
+    rows = trial_rows(study, keys, extra)
+    table = settings_table(rows, keys, block.group, extra)
     buf = io.StringIO()
-    fields = ["trial", "state", *keys, "value", "steps", *COSTS, "workdir"]
+    fields = ["trial", "state", *keys, "value", *extra, "steps", *COSTS, "workdir"]
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)

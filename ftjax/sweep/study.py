@@ -66,14 +66,26 @@ def _set(config: ml_collections.ConfigDict, key: str, value: Any, where: str) ->
 
 def goal(block: ml_collections.ConfigDict, config: ml_collections.ConfigDict) -> tuple[str, str]:
     """(metric, direction) the trials are judged on: the sweep's, or the base config's objective."""
-    from ftjax.train.config import logged_metrics
-
     objective = objective_block(config)
     metric, direction = block.metric or objective.metric, block.direction or objective.direction
-    if validation_name(metric) not in [*logged_metrics(config), config.train.early_stopping.metric]:
-        raise ValueError(f"sweep.metric={metric!r}: training does not log {validation_name(metric)}; choose from "
-                         f"{', '.join(logged_metrics(config))} (or add it to eval.metrics)")
+    _check_logged(config, "metric", metric)
     return metric, direction
+
+
+def also(block: ml_collections.ConfigDict, config: ml_collections.ConfigDict) -> list[str]:
+    """The eval names of `sweep.also`, each one that training logs."""
+    names = sweep_config.also_names(block)
+    for name in names:
+        _check_logged(config, "also", name)
+    return names
+
+
+def _check_logged(config: ml_collections.ConfigDict, key: str, metric: str) -> None:
+    from ftjax.train.config import logged_metrics
+
+    if validation_name(metric) not in [*logged_metrics(config), config.train.early_stopping.metric]:
+        raise ValueError(f"sweep.{key}={metric!r}: training does not log {validation_name(metric)}; choose from "
+                         f"{', '.join(logged_metrics(config))} (or add it to eval.metrics)")
 
 
 def plan(block: ml_collections.ConfigDict, space: dict[str, Param]) -> list[dict[str, Any]]:
@@ -209,6 +221,7 @@ def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trial
     folder = Path(folder)
     config = base_config(block)
     metric, direction = goal(block, config)
+    extra = {validation_name(m): m for m in also(block, config)}
     folder.mkdir(parents=True, exist_ok=True)
     study, storage = open_study(block, folder, direction)
     if retry:
@@ -239,7 +252,7 @@ def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trial
         beat = Heartbeat(storage, trial_id(storage, study, trial.number))
         try:
             outcome = trials.run(trial, block.base, folder / workdir, folder / "logs" / f"{trial.number:04d}.log",
-                                 settings, name, prune=block.pruner != "none", heartbeat=beat)
+                                 settings, name, prune=block.pruner != "none", heartbeat=beat, also=extra)
         except BaseException:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             requeue(study, study.trials[trial.number])

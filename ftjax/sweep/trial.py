@@ -46,9 +46,10 @@ def curve(workdir: Path, name: str) -> list[tuple[int, float]]:
     return out
 
 
-def result(workdir: Path, name: str) -> Outcome:
+def result(workdir: Path, name: str, also: dict[str, str] | None = None) -> Outcome:
     """The finished run's `name` at its best checkpoint (the early-stopping metric's best, or `name` logged at
-    that step) with its costs."""
+    that step) with its costs, and each logged name of `also` at that step under its eval name (None where the
+    run did not log it there)."""
     wd = Workdir(workdir)
     summary = json.loads(wd.summary.read_text())
     if summary["metric"] == name:
@@ -62,6 +63,9 @@ def result(workdir: Path, name: str) -> Outcome:
     attrs = {"steps": summary["steps"], "best_step": summary["best_step"], "minutes": summary["seconds"] / 60,
              "peak_memory_gb": summary.get("peak_memory_gb"), "tokens_per_s": final.get("tokens_per_s"),
              "trainable": summary.get("parameters", {}).get("trainable_params")}
+    if also:
+        attrs["also"] = {shown: dict(curve(workdir, logged)).get(summary["best_step"])
+                         for logged, shown in also.items()}
     return Outcome("complete", float(value), attrs)
 
 
@@ -87,9 +91,9 @@ def _end_with_parent() -> None:
 
 
 def run(trial: Any, base: str, workdir: Path, log_path: Path, settings: dict[str, Any], name: str,
-        prune: bool, heartbeat: Any = None) -> Outcome:
+        prune: bool, heartbeat: Any = None, also: dict[str, str] | None = None) -> Outcome:
     """Train one trial, reporting each new validation value of `name` to the Optuna `trial`; `heartbeat()` is
-    called while it runs (the storage's liveness record for other hosts)."""
+    called while it runs (the storage's liveness record for other hosts); `also` as in `result`."""
     wait_for_workdir(workdir)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     reported: set[int] = set()
@@ -122,6 +126,6 @@ def run(trial: Any, base: str, workdir: Path, log_path: Path, settings: dict[str
         return Outcome("failed", attrs={"error": lines[-1] if lines else f"exit {proc.returncode}",
                                         "returncode": proc.returncode})
     try:
-        return result(workdir, name)
+        return result(workdir, name, also)
     except (OSError, ValueError) as e:
         return Outcome("failed", attrs={"error": str(e)})

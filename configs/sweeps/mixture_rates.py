@@ -1,0 +1,25 @@
+"""Mixture-rate ablation of the multi-task run (Banking77 head + E2E NLG, one adapter): how each task's share of
+the steps moves both tasks. `fixed` gives each task as many examples as its single-task run (180 / 150 of 330
+steps); `proportional` follows the training rows (2,310 Banking77 vs 4,209 E2E: 35% / 65%); `temperature`
+flattens that (n ** (1/2): 43% / 57%, T5's). Judged on Banking77 validation accuracy, with the E2E validation
+loss beside it (sweep.also), both at each trial's best checkpoint (the mean of the two validation losses).
+
+    ftjax sweep --config=configs/sweeps/mixture_rates.py --workdir=runs/sweeps/mixture_rates
+    ftjax sweep --config=configs/sweeps/mixture_rates.py:cpu --workdir=runs/sweeps/mixture_rates_cpu
+
+Default: 3 rates x 3 seeds at the full 330 steps (about an hour a trial on a 2-core CPU, minutes on a GPU).
+Variant `cpu`: 110 steps (a third of the schedule), seeds 0|1, about 20 minutes a trial here. The generated
+E2E metrics (BLEU, slot errors) need `ftjax eval --task=e2e_nlg` on the trials' workdirs afterwards.
+"""
+
+from ftjax.sweep.config import preset
+
+BASE = "configs/multitask_banking_e2e.py"
+RATES = "mixture.rates=fixed|proportional|temperature"
+CPU = "train.steps=110 train.eval_every=55 checkpoint.every=55"
+
+
+def get_config(arg=None):
+    return preset("configs/sweeps/mixture_rates.py", arg,
+                  default=dict(base=BASE, space=f"{RATES} train.seed=0|1|2", also="e2e_nlg/loss"),
+                  cpu=dict(base=BASE, space=f"{RATES} train.seed=0|1", overrides=CPU, also="e2e_nlg/loss"))
