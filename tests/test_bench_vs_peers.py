@@ -15,6 +15,34 @@ from conftest import ROOT
 HERE = ROOT / "experiments" / "bench_vs_peers"
 
 
+def test_the_bench_feeds_the_trainers_batch_layout():
+    """ftjax_lora.ftjax_batch (the side-by-side's and gpu_check's batches) has every key of the trainer's own
+    step_batch, with the same dtypes and the same target positions and weights: a key the trainer gains (as
+    `weight` did) fails here, not only in the long runs of the benchmark."""
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from ftjax_lora import ftjax_batch
+
+    from ftjax.train.batches import step_batch
+
+    ids = np.random.default_rng(0).integers(1, 50, (1, 2, 16)).astype(np.int32)  # [steps, batch, length]
+    attn = np.ones(ids.shape, bool)
+    attn[0, 1, 12:] = False
+    labels = attn.copy()  # the workload's mask marks label positions (Hugging Face's convention)
+    labels[..., :5] = False
+    ours = ftjax_batch({"input_ids": ids, "attention_mask": attn, "loss_mask": labels}, 0)
+    loss = np.zeros_like(attn[0])
+    loss[:, :-1] = labels[0][:, 1:]  # the trainer marks the position before each target
+    micro = {"inputs": ids[0], "targets": np.roll(ids[0], -1, 1), "positions": np.zeros_like(ids[0]),
+             "attention_mask": attn[0], "segment_ids": attn[0].astype(np.int32),
+             "values": np.zeros((2, 16), np.float32), "loss_mask": loss, "weights": np.ones((2, 16), np.float32)}
+    theirs = step_batch(iter([micro]), 1)
+    assert sorted(ours) == sorted(theirs)
+    for key in ("index", "valid", "weight"):
+        assert ours[key].dtype == theirs[key].dtype and np.array_equal(ours[key], theirs[key]), key
+
+
 @pytest.mark.long
 def test_peft_and_ftjax_train_the_same_rows_to_the_same_first_loss(tiny_model_dir, tmp_path):
     """Both frameworks see identical batches and the same masked loss: their first losses (before any update)

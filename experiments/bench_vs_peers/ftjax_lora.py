@@ -27,6 +27,7 @@ def ftjax_batch(arrays: dict[str, np.ndarray], i: int, targets: int = 64) -> dic
              "segment_ids": attn.astype(np.int32), "values": np.zeros(ids.shape, np.float32)}
     batch = {k: v[None] for k, v in batch.items()}  # one micro-batch
     batch["index"], batch["valid"] = target_positions(loss[None], minimum=targets)
+    batch["weight"] = batch["valid"].astype(np.float32)  # every example at weight 1, as in the trainer
     return batch
 
 
