@@ -28,8 +28,7 @@ PRUNERS = ("none", "median", "halving")
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         base="", overrides="", space="", sampler="grid", trials=0, seed=0, metric="", direction="", also="",
-        pruner="none",
-        prune_after=0, startup_trials=2, storage="", study="", group="train.seed"))
+        pruner="none", prune_after=0, startup_trials=2, storage="", study="", group="train.seed"))
 
 
 def preset(file: str, variant: str | None, **variants: dict) -> ml_collections.ConfigDict:

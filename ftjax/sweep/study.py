@@ -221,7 +221,7 @@ def sweep(block: ml_collections.ConfigDict, folder: str | os.PathLike, max_trial
     folder = Path(folder)
     config = base_config(block)
     metric, direction = goal(block, config)
-    extra = {validation_name(m): m for m in also(block, config)}
+    extra = also(block, config)
     folder.mkdir(parents=True, exist_ok=True)
     study, storage = open_study(block, folder, direction)
     if retry:

@@ -10,9 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ftjax.objective import validation_name
 from ftjax.train.guard import RunLock
 from ftjax.workdir import Workdir
 
@@ -46,10 +48,9 @@ def curve(workdir: Path, name: str) -> list[tuple[int, float]]:
     return out
 
 
-def result(workdir: Path, name: str, also: dict[str, str] | None = None) -> Outcome:
+def result(workdir: Path, name: str, also: Sequence[str] = ()) -> Outcome:
     """The finished run's `name` at its best checkpoint (the early-stopping metric's best, or `name` logged at
-    that step) with its costs, and each logged name of `also` at that step under its eval name (None where the
-    run did not log it there)."""
+    that step) with its costs, and each eval name in `also` as logged at that step (None where it was not)."""
     wd = Workdir(workdir)
     summary = json.loads(wd.summary.read_text())
     if summary["metric"] == name:
@@ -64,8 +65,7 @@ def result(workdir: Path, name: str, also: dict[str, str] | None = None) -> Outc
              "peak_memory_gb": summary.get("peak_memory_gb"), "tokens_per_s": final.get("tokens_per_s"),
              "trainable": summary.get("parameters", {}).get("trainable_params")}
     if also:
-        attrs["also"] = {shown: dict(curve(workdir, logged)).get(summary["best_step"])
-                         for logged, shown in also.items()}
+        attrs["also"] = {m: dict(curve(workdir, validation_name(m))).get(summary["best_step"]) for m in also}
     return Outcome("complete", float(value), attrs)
 
 
@@ -91,7 +91,7 @@ def _end_with_parent() -> None:
 
 
 def run(trial: Any, base: str, workdir: Path, log_path: Path, settings: dict[str, Any], name: str,
-        prune: bool, heartbeat: Any = None, also: dict[str, str] | None = None) -> Outcome:
+        prune: bool, heartbeat: Any = None, also: Sequence[str] = ()) -> Outcome:
     """Train one trial, reporting each new validation value of `name` to the Optuna `trial`; `heartbeat()` is
     called while it runs (the storage's liveness record for other hosts); `also` as in `result`."""
     wait_for_workdir(workdir)
