@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ftjax.metrics import metric_report, statistics
-from ftjax.metrics.slots import parse_mr, slot_errors
+from ftjax.metrics.slots import fewest_slot_errors, parse_mr, slot_errors
 
 MR = ("name[The Eagle], eatType[coffee shop], food[French], priceRange[moderate], customer rating[3 out of 5], "
       "area[riverside], familyFriendly[yes], near[Burger King]")
@@ -50,3 +50,12 @@ def test_parse_mr_rejects_text():
     assert parse_mr("name[A], area[riverside]") == {"name": "A", "area": "riverside"}
     with pytest.raises(ValueError, match="not an E2E meaning representation"):
         parse_mr("just a sentence")
+
+
+def test_fewest_slot_errors_picks_the_most_faithful_candidate_ties_in_order():
+    mr = "name[X1], eatType[pub], area[riverside]"
+    candidates = ["X1 is a pub.", "X1 is a coffee shop by the riverside.", "X1 is a pub by the riverside.",
+                  "By the riverside, X1 is a pub."]
+    assert [sum(slot_errors(mr, c)[:3]) for c in candidates] == [1, 1, 0, 0]
+    assert fewest_slot_errors(mr, candidates) == 2  # the first of the two faithful ones
+    assert fewest_slot_errors(mr, candidates[:2]) == 0  # a tie keeps the beam's order

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ from ftjax.eval.items import EvalItem, encode_items, eval_items
 from ftjax.eval.scoring import sequence_nll
 from ftjax.io import write_json, write_jsonl
 from ftjax.metrics.classification import OTHER, class_list
+from ftjax.metrics.slots import fewest_slot_errors
 from ftjax.metrics.suite import default_metrics, metric_report, parse_metrics, statistics
-from ftjax.models.beam import Beam, beam_search
+from ftjax.models.beam import Beam, beam_candidates
 from ftjax.models.generate import Sampling, generate
 from ftjax.models.heads import RegressionHead, classify, head_name, head_type
 from ftjax.models.tokenizer import stop_token_ids
@@ -39,24 +40,29 @@ PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # me
 
 
 def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                   batch_size: int, progress: bool = True, beam: Beam | None = None) -> tuple[list[str], int]:
+                   batch_size: int, progress: bool = True, beam: Beam | None = None,
+                   rerank: Callable[[int, list[str]], int] | None = None) -> tuple[list[str], int]:
     """Greedy (or, given `beam` with num_beams > 1, beam-search) completions in input order and batches of
     `batch_size`, decoded as `ftjax generate` decodes them (same order and batches give the same padded
-    shapes, hence the same tokens); and the token count."""
+    shapes, hence the same tokens); and the token count. With beam search, `rerank(i, texts)` picks prompt i's
+    output from its n-best texts (best beam first) by index."""
     stops = stop_token_ids(tokenizer, model.config.eos_ids)
     if beam is not None and beam.num_beams > 1:
         beam = dataclasses.replace(beam, max_new_tokens=max_new_tokens, stop_token_ids=stops)
-        decode = lambda batch, pad: beam_search(model, batch, beam, pad)
+        decode = lambda batch, pad: beam_candidates(model, batch, beam, pad)
     else:
         sampling = Sampling(max_new_tokens, stop_token_ids=stops)
-        decode = lambda batch, pad: generate(model, batch, sampling, pad)
+        decode = lambda batch, pad: [[(toks, 0.0)] for toks in generate(model, batch, sampling, pad)]
+    pick = rerank or (lambda i, texts: 0)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     texts, tokens = [], 0
-    for i in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch", file=sys.stderr, leave=False,
-                  disable=not progress or len(prompts) <= batch_size):
-        batch = decode(prompts[i:i + batch_size], pad)
-        texts += tokenizer.batch_decode(batch, skip_special_tokens=True)
-        tokens += sum(map(len, batch))
+    for start in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch", file=sys.stderr,
+                      leave=False, disable=not progress or len(prompts) <= batch_size):
+        for i, hypotheses in enumerate(decode(prompts[start:start + batch_size], pad), start):
+            options = tokenizer.batch_decode([toks for toks, _ in hypotheses], skip_special_tokens=True)
+            chosen = pick(i, options)
+            texts.append(options[chosen])
+            tokens += len(hypotheses[chosen][0])
     return texts, tokens
 
 
@@ -92,6 +98,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     t0 = time.perf_counter()
     items, task = eval_items(rows, config.data.format, label_set(config.data))
     head = head_type(config)
+    picks: list[int] = []  # the n-best index each reranked output came from
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
     prompts = encode_items(tokenizer, items, shots)
     if head in ("classification", "regression"):  # the head predicts; nothing is generated or teacher-forced
@@ -104,8 +111,16 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     else:
         beam = Beam(settings.num_beams, settings.max_new_tokens, settings.length_penalty,
                     settings.no_repeat_ngram_size)
+        rerank = None
+        if settings.rerank == "slots":
+            if task != "data_to_text":
+                raise ValueError(f"eval.rerank=slots reranks data-to-text outputs (mr,ref rows); got {task} rows")
+
+            def rerank(i: int, options: list[str]) -> int:  # a data-to-text item's prompt is its MR
+                picks.append(fewest_slot_errors(items[i].prompt, options))
+                return picks[-1]
         texts, new_tokens = generate_texts(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
-                                           progress, beam)
+                                           progress, beam, rerank)
     t1 = time.perf_counter()
     predictions = []
     for i, (item, text) in enumerate(zip(items, texts)):
@@ -133,9 +148,12 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
                             "normalize": settings.normalize, "few_shot": len(shots),
                             "decoding": f"{head} head" if head != "lm" else (
                                 f"beam search (width {settings.num_beams}, length penalty {settings.length_penalty}, "
-                                f"no-repeat n-gram {settings.no_repeat_ngram_size})" if settings.num_beams > 1
+                                f"no-repeat n-gram {settings.no_repeat_ngram_size})"
+                                + (", reranked by slot errors" if picks else "") if settings.num_beams > 1
                                 else "greedy"),
                             "max_length": config.data.max_length},
+               **({"rerank": {"by": "slot errors", "outputs_not_the_best_beam": sum(i > 0 for i in picks)}}
+                  if picks else {}),
                "timing": {"generate_s": t1 - t0, "score_s": t2 - t1, "metrics_s": time.perf_counter() - t2,
                           "generated_tokens": new_tokens, "tokens_per_s": new_tokens / max(t1 - t0, 1e-9)}}
     return report, predictions

@@ -116,3 +116,9 @@ def slot_error_rate(mrs: Sequence[str], predictions: Sequence[str]) -> Statistic
     (errors, slots) for bootstrap intervals."""
     counts = np.asarray([slot_errors(m, p) for m, p in zip(mrs, predictions)], float).reshape(-1, 4)
     return ratio_statistic(counts[:, :3].sum(1) * 100.0, counts[:, 3])
+
+
+def fewest_slot_errors(mr: str, candidates: Sequence[str]) -> int:
+    """Index of the candidate text with the fewest slot errors (missing + wrong + added) against `mr`; the first
+    such, so ties keep the candidates' order (a beam's score order)."""
+    return min(range(len(candidates)), key=lambda i: sum(slot_errors(mr, candidates[i])[:3]))

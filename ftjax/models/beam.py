@@ -6,6 +6,7 @@ width best that did not stop, and moves the ones that stopped among the first wi
 scored by sum of log-probabilities / (generated length ** length_penalty). The search ends when no running
 beam can beat the worst finished one (transformers' default heuristic, early_stopping=False) or at
 max_new_tokens. Prefill, every step and the cache reordering run in one jitted `lax.while_loop`.
+`beam_search` returns the best hypothesis per prompt, `beam_candidates` all width finished ones (n-best).
 """
 
 from __future__ import annotations
@@ -109,16 +110,26 @@ def _search(graphdef, state, ids, mask, beam: Beam):
             jnp.zeros((b, k, p + n), jnp.int32), jnp.full((b, k), NEG, jnp.float32), jnp.zeros((b, k), bool),
             jnp.ones((b, 1), bool))
     out = jax.lax.while_loop(cond, body, init)
-    return out[6][:, 0, p:]  # the best finished hypothesis per prompt
+    # every prompt ends with width finished hypotheses: its search stops only then, or at max_new_tokens where
+    # every candidate stops
+    return out[6][:, :, p:], out[7]  # the finished hypotheses per prompt, best first, and their scores
+
+
+def beam_candidates(model: nnx.Module, prompts: Sequence[Sequence[int]], beam: Beam = Beam(), pad_id: int = 0
+                    ) -> list[list[tuple[list[int], float]]]:
+    """Each prompt's num_beams finished hypotheses, best first (transformers' `num_return_sequences`), as (new
+    tokens cut before the first stop token, length-penalised score): the n-best list a reranker picks from."""
+    ids, mask = left_pad(prompts, pad_id)
+    graphdef, state = nnx.split(model)
+    seqs, scores = map(np.asarray, _search(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), beam))
+    return [list(zip(cut_at_stops(rows, beam.stop_token_ids), map(float, row_scores)))
+            for rows, row_scores in zip(seqs, scores)]
 
 
 def beam_search(model: nnx.Module, prompts: Sequence[Sequence[int]], beam: Beam = Beam(), pad_id: int = 0
                 ) -> list[list[int]]:
     """The best beam's new tokens for each prompt, cut before the first stop token."""
-    ids, mask = left_pad(prompts, pad_id)
-    graphdef, state = nnx.split(model)
-    return cut_at_stops(np.asarray(_search(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), beam)),
-                        beam.stop_token_ids)
+    return [hypotheses[0][0] for hypotheses in beam_candidates(model, prompts, beam, pad_id)]
 
 
 def _rows(kv: list | jax.Array, rows: jax.Array) -> list | jax.Array:
