@@ -22,6 +22,12 @@ CASES = [
     ("name[Loch Fyne], familyFriendly[no]", "Loch Fyne is not kid friendly.", (0, 0, 0, 2)),
     ("name[Loch Fyne], familyFriendly[no]", "Loch Fyne is kid friendly.", (0, 1, 0, 2)),
     ("name[Zizzi], customer rating[high]", "Zizzi has a high customer rating.", (0, 0, 0, 2)),
+    # an N out of 5 rating in words, without the space, or without the scale; "rated one of the best" is none
+    ("name[Zizzi], customer rating[3 out of 5]", "Zizzi is rated three out of five.", (0, 0, 0, 2)),
+    ("name[Zizzi], customer rating[1 out of 5]", "Zizzi's customer rating is 1 of 5, or 1 out of5.", (0, 0, 0, 2)),
+    ("name[Zizzi], customer rating[5 out of 5]", "Zizzi has a customer rating of 5.", (0, 0, 0, 2)),
+    ("name[Zizzi], customer rating[5 out of 5]", "Zizzi is rated 3 out of five.", (0, 1, 0, 2)),
+    ("name[Zizzi], customer rating[5 out of 5]", "Zizzi is rated one of the best.", (1, 0, 0, 2)),
     ("name[Zizzi], customer rating[high]", "The restaurant has a high customer rating.", (1, 0, 1, 2)),
     ("name[Zizzi], near[The Sorrento]", "xname is near xnear.", (0, 0, 0, 2)),  # delexicalised output
     # the MR's own value denied: a contradiction, alone or beside the plain mention

@@ -18,6 +18,15 @@ import numpy as np
 
 from ftjax.metrics.bootstrap import Statistic, ratio_statistic
 
+
+def _stars(n: int, word: str) -> tuple[str, ...]:
+    """Forms of an `N out of 5` rating: "3 out of 5", "three out of five", "3/5", "3 of 5", "3-star", and
+    "rating is 3" / "rated 3" without a scale."""
+    number = rf"\b({n}|{word})"
+    return (rf"{number} ?(out of|of|/) ?(5|five)\b", rf"{number}[- ]stars?\b",
+            rf"rat(ing|ed) (is |of )?{number}\b(?! ?(out of|of|/|[.,]\d))")
+
+
 SLOT = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]")
 # attribute -> value -> patterns of its surface forms (searched in the lower-cased text)
 FORMS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -37,9 +46,7 @@ FORMS: dict[str, dict[str, tuple[str, ...]]] = {
                         "average": (r"average[- ](customer )?rat", r"rat\w* (is |of )?(an? )?average"),
                         "high": (r"high(ly)?[- ](customer )?rat", r"rat\w* (is |of )?(an? )?(very )?high",
                                  r"excellent (customer )?rat"),
-                        "1 out of 5": (r"\b1 (out of|/) ?5", r"\b(one|1)[- ]star"),
-                        "3 out of 5": (r"\b3 (out of|/) ?5", r"\b(three|3)[- ]star"),
-                        "5 out of 5": (r"\b5 (out of|/) ?5", r"\b(five|5)[- ]star")},
+                        **{f"{n} out of 5": _stars(n, word) for n, word in ((1, "one"), (3, "three"), (5, "five"))}},
     "area": {"riverside": (r"river",), "city centre": (r"\bcent(re|er)\b", r"\bcentral\b", r"downtown")},
     "familyFriendly": {"yes": (r"(?<!not )(?<!n't )(family|kid|child(ren)?)[- ]friendly", r"for (the )?(whole )?famil",
                                r"welcomes? (families|children|kids)"),
