@@ -54,6 +54,23 @@ def test_compare_report(runs, tmp_path):
     assert summary["examples"] and all(e["a"] != e["b"] for e in summary["examples"])
 
 
+def test_a_corpus_only_metric_shows_its_difference_untested(runs, tmp_path, monkeypatch):
+    import dataclasses
+
+    import ftjax.eval.compare as compare
+
+    def bleu_corpus_only(rows, names, *args):  # BLEU made like METEOR: a value on all items, nothing to resample
+        stats = statistics(rows, names, *args)
+        return stats | {"bleu": dataclasses.replace(stats["bleu"], resample=False)}
+
+    monkeypatch.setattr(compare, "statistics", bleu_corpus_only)
+    summary = compare_runs(str(runs[0]), str(runs[1]), tmp_path / "report", n_resamples=50)
+    bleu = summary["metrics"]["bleu"]["difference"]
+    assert "p_value" not in bleu and bleu["delta"] == pytest.approx(bleu["b"] - bleu["a"]) and bleu["delta"] > 0
+    line = next(x for x in (tmp_path / "report" / "compare.md").read_text().splitlines() if x.startswith("| bleu |"))
+    assert line.endswith(f"| {bleu['delta']:+.2f} | - | not tested |")
+
+
 def test_same_run_shows_no_difference(runs):
     rows = load_result(runs[0])["predictions"]
     tests = paired_metrics(rows, list(reversed(rows)), NAMES, "lower", n_resamples=50)  # order does not matter

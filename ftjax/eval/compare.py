@@ -109,6 +109,9 @@ def _rows(summary: dict) -> list[list[str]]:
     rows = []
     for m, v in summary["metrics"].items():
         d = v["difference"]
+        if "p_value" not in d:  # a corpus metric without per-example statistics (METEOR): the difference alone
+            rows.append([m, _fmt(v["a"]), _fmt(v["b"]), f"{d['delta']:+.2f}", "-", "not tested"])
+            continue
         better = (d["delta"] < 0) if m in LOWER_IS_BETTER else (d["delta"] > 0)
         verdict = ("B better" if better else "A better") if d["p_value"] < 0.05 and d["delta"] else "no sig. diff."
         rows.append([m, _fmt(v["a"]), _fmt(v["b"]), f"{d['delta']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]",
