@@ -256,7 +256,9 @@ def test_multitask_config_through_the_command_line(tiny_model_dir, data, tmp_pat
     run_ftjax("eval", f"--workdir={wd}", "--task=e2e_nlg", f"--config.data.test={e2e}", f"--out={tmp_path}/e")
     report = json.loads((tmp_path / "e" / "test.json").read_text())
     assert report["task"] == "data_to_text" and report["items"] == 16 and "slot_error_rate" in report["metrics"]
-    assert report["settings"]["decoding"].startswith("beam search (width 4")
+    assert report["settings"]["decoding"].startswith("beam search (width 4")  # the task's default: slot reranking
+    assert report["settings"]["decoding"].endswith("reranked by slot errors") and "outputs_not_the_best_beam" in (
+        report["rerank"])
 
 
 @pytest.mark.long
