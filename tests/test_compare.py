@@ -71,6 +71,19 @@ def test_a_corpus_only_metric_shows_its_difference_untested(runs, tmp_path, monk
     assert line.endswith(f"| {bleu['delta']:+.2f} | - | not tested |")
 
 
+def test_eval_out_folders_are_named_by_folder_and_split(runs, tmp_path):
+    """Two `ftjax eval --out=DIR` results of one run (say two decodings of its validation split) keep apart."""
+    for run, folder in zip(runs, ("greedy", "beam")):
+        result = load_result(run)
+        write_results(tmp_path / folder, "validation", result["report"] | {"split": "validation"},
+                      result["predictions"])
+    summary = compare_runs(str(tmp_path / "greedy" / "validation.json"), str(tmp_path / "beam" / "validation.json"),
+                           tmp_path / "report", n_resamples=20)
+    assert (summary["a"], summary["b"], summary["split"]) == ("greedy:validation", "beam:validation", "validation")
+    assert (tmp_path / "report" / "compare.md").read_text().startswith(
+        "# beam:validation vs greedy:validation (validation, 40 items)")
+
+
 def test_same_run_shows_no_difference(runs):
     rows = load_result(runs[0])["predictions"]
     tests = paired_metrics(rows, list(reversed(rows)), NAMES, "lower", n_resamples=50)  # order does not matter

@@ -29,6 +29,9 @@ def load_result(spec: str | Path, split: str = "test") -> dict:
         raise FileNotFoundError(f"no eval result at {path} (run `ftjax eval` first, or pass an eval/*.json file)")
     report = json.loads(path.read_text())
     predictions = [row for _, row in read_jsonl(path.with_name(f"{path.stem}_predictions.jsonl"))]
+    if path.parent.name != "eval":  # an `ftjax eval --out=DIR` folder (a task's, a decoding variant's): named by it
+        return {"name": f"{path.parent.name}:{path.stem}", "report": report, "predictions": predictions,
+                "history": []}
     workdir = path.parent.parent
     own = path.stem == split  # the workdir's own model; a baseline result did not train there
     name = workdir.name + ("" if own else f":{path.stem}")
@@ -79,7 +82,7 @@ def compare_runs(spec_a: str, spec_b: str, out_dir: str | Path, split: str = "te
     figures = {"metrics": metric_bars(bars, out / "metrics.png", f"{split}: {a['name']} vs {b['name']}")}
     if a["history"] or b["history"]:
         figures["loss"] = loss_curves({r["name"]: r["history"] for r in (a, b) if r["history"]}, out / "loss.png")
-    summary = {"a": a["name"], "b": b["name"], "split": split, "items": len(a["predictions"]),
+    summary = {"a": a["name"], "b": b["name"], "split": ra.get("split", split), "items": len(a["predictions"]),
                "metrics": {m: {"a": ra["metrics"][m], "b": rb["metrics"][m], "difference": tests[m]} for m in names},
                "test": f"paired approximate randomization, {n_resamples} permutations; intervals: paired bootstrap",
                "examples": _disagreements(a["predictions"], align(a["predictions"], b["predictions"]), n_examples)}
