@@ -21,7 +21,7 @@ DIRECTIONS = {
 
 
 def report(wd: Path) -> dict:
-    return json.loads((wd / "eval" / "validation.json").read_text())["metrics"]
+    return json.loads((wd / "eval" / "validation.json").read_text())
 
 
 def curve(wd: Path, key: str) -> str:
@@ -51,8 +51,13 @@ def direction_table(name: str, seeds: list[int], runs: Path) -> None:
         if missing:
             print(f"| {seed} | missing: {', '.join(missing)} |" + " |" * (len(metrics) + 1))
             continue
+        reports = {arm: report(wd) for arm, wd in pair.items()}
+        decodings = {r.get("settings", {}).get("decoding") for r in reports.values()}
+        if len(decodings) > 1:  # e.g. a from-scratch E2E run scored before the slot reranker became the default
+            curves.append(f"seed {seed}: the two arms were decoded differently ({' vs '.join(map(str, decodings))}); "
+                          "rerun one's `ftjax eval` with the other's eval settings before comparing")
         for arm, wd in pair.items():
-            ms = report(wd)
+            ms = reports[arm]["metrics"]
             for m in metrics:
                 values[arm][m].append(ms[m]["value"])
             best = json.loads((wd / "summary.json").read_text())["best_step"]
