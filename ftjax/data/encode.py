@@ -28,7 +28,7 @@ def encode(row: dict, tokenizer: Any, fmt: str, max_length: int, label_set: list
     else:
         prompt, target = prompt_and_target(row, fmt, label_set)
         prompt_ids = _prompt_ids(tokenizer, prompt)
-        target_ids = _text_ids(tokenizer, target) + [_eos(tokenizer)]
+        target_ids = target_token_ids(tokenizer, target)
         ids, mask = prompt_ids + target_ids, [0] * len(prompt_ids) + [1] * len(target_ids)
     if not any(mask):
         raise ValueError(f"{where(row)}: no target tokens (format {fmt})")
@@ -89,6 +89,11 @@ def _prompt_ids(tokenizer: Any, text: str) -> list[int]:
     if ids and eos is not None and ids[-1] == eos and eos != tokenizer.bos_token_id:
         ids = ids[:-1]  # a tokenizer that appends EOS to everything must not end the prompt with it
     return ids
+
+
+def target_token_ids(tokenizer: Any, target: str) -> list[int]:
+    """The tokens a model learns to produce for `target` (a completion, a label): its text's ids, then EOS."""
+    return _text_ids(tokenizer, target) + [_eos(tokenizer)]
 
 
 def _text_ids(tokenizer: Any, text: str) -> list[int]:

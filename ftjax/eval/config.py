@@ -5,6 +5,8 @@
     rerank       "" (the best beam) or "slots": of the num_beams finished hypotheses of a data-to-text row,
                  the one with the fewest slot errors against its meaning representation (ties: beam order), as
                  the E2E systems with a slot aligner rerank their n-best lists
+    constrain    "" or "labels": greedy decoding of classification rows restricted to data.labels (a trie of
+                 the labels' tokens), so every generated label is one of them
     metrics      task metrics generated on the validation split during training (val_<name>, usable by
                  early stopping), e.g. "rouge_l,exact_match" or "accuracy"; "" = loss metrics only
     normalize    text normalisation before exact match / token F1
@@ -20,16 +22,17 @@ from ftjax.metrics.suite import parse_metrics
 from ftjax.metrics.text import SQUAD, normalizer
 
 RERANK = ("", "slots")  # "" = the best beam
+CONSTRAIN = ("", "labels")  # "" = any tokens
 
 
 def default_config() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(max_new_tokens=16, batch_size=16, metrics="", normalize=SQUAD,
                                           bootstrap=1000, num_beams=1, length_penalty=1.0, no_repeat_ngram_size=0,
-                                          rerank=""))
+                                          rerank="", constrain=""))
 
 
 def check(block: ml_collections.ConfigDict) -> None:
-    """One-line errors for a bad `eval` block: sizes, metric names, normalisation and reranking options."""
+    """One-line errors for a bad `eval` block: sizes, metric names, normalisation, reranking and constraints."""
     at_least(block, "eval", 1, "max_new_tokens", "batch_size", "num_beams")
     at_least(block, "eval", 0, "bootstrap", "no_repeat_ngram_size")
     rerank = block.get("rerank", "")
@@ -37,6 +40,11 @@ def check(block: ml_collections.ConfigDict) -> None:
         raise ValueError(f"eval.rerank={rerank!r}: choose from {', '.join(map(repr, RERANK))}")
     if rerank and block.num_beams < 2:
         raise ValueError(f"eval.rerank={rerank} picks among beam hypotheses: set eval.num_beams >= 2")
+    constrain = block.get("constrain", "")
+    if constrain not in CONSTRAIN:
+        raise ValueError(f"eval.constrain={constrain!r}: choose from {', '.join(map(repr, CONSTRAIN))}")
+    if constrain and block.num_beams > 1:
+        raise ValueError(f"eval.constrain={constrain} decodes greedily: set eval.num_beams=1")
     try:
         parse_metrics(block.metrics)
         normalizer(block.normalize)

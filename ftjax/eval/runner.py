@@ -23,7 +23,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from ftjax.data.config import label_set
-from ftjax.data.encode import encode
+from ftjax.data.encode import encode, target_token_ids
 from ftjax.eval.config import check, eval_settings
 from ftjax.eval.items import EvalItem, encode_items, eval_items
 from ftjax.eval.scoring import sequence_nll
@@ -35,24 +35,27 @@ from ftjax.models.beam import Beam, beam_candidates
 from ftjax.models.generate import Sampling, generate
 from ftjax.models.heads import RegressionHead, classify, head_name, head_type
 from ftjax.models.tokenizer import stop_token_ids
+from ftjax.models.trie import TokenTrie, token_trie
 
 PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # mean metrics: a score per row
 
 
 def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                    batch_size: int, progress: bool = True, beam: Beam | None = None,
-                   rerank: Callable[[int, list[str]], int] | None = None) -> tuple[list[str], int]:
+                   rerank: Callable[[int, list[str]], int] | None = None,
+                   allowed: TokenTrie | None = None) -> tuple[list[str], int]:
     """Greedy (or, given `beam` with num_beams > 1, beam-search) completions in input order and batches of
     `batch_size`, decoded as `ftjax generate` decodes them (same order and batches give the same padded
     shapes, hence the same tokens); and the token count. With beam search, `rerank(i, texts)` picks prompt i's
-    output from its n-best texts (best beam first) by index."""
+    output from its n-best texts (best beam first) by index; greedy decoding keeps to `allowed`'s sequences."""
     stops = stop_token_ids(tokenizer, model.config.eos_ids)
     if beam is not None and beam.num_beams > 1:
         beam = dataclasses.replace(beam, max_new_tokens=max_new_tokens, stop_token_ids=stops)
         decode = lambda batch, pad: beam_candidates(model, batch, beam, pad)
     else:
         sampling = Sampling(max_new_tokens, stop_token_ids=stops)
-        decode = lambda batch, pad: [[(toks, 0.0)] for toks in generate(model, batch, sampling, pad)]
+        decode = lambda batch, pad: [[(toks, 0.0)] for toks in generate(model, batch, sampling, pad,
+                                                                         allowed=allowed)]
     pick = rerank or (lambda i, texts: 0)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     texts, tokens = [], 0
@@ -77,6 +80,20 @@ def classify_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
     return [model.heads[head].labels[i] for i in logits.argmax(-1)], 0
 
 
+def label_trie(tokenizer: Any, labels: Sequence[str] | None, task: str) -> TokenTrie:
+    """The trie of each label's target tokens (as training encodes them, EOS last), for eval.constrain=labels."""
+    if task != "classification":
+        raise ValueError(f"eval.constrain=labels restricts generated labels (text,label rows); got {task} rows")
+    if not labels:
+        raise ValueError("eval.constrain=labels needs the label set: set data.labels (comma-separated)")
+    sequences = [target_token_ids(tokenizer, label) for label in labels]
+    seen: dict[tuple[int, ...], str] = {}
+    for label, seq in zip(labels, sequences):
+        if (other := seen.setdefault(tuple(seq), label)) != label:
+            raise ValueError(f"labels {other!r} and {label!r} tokenize alike, so generation cannot tell them apart")
+    return token_trie(sequences)
+
+
 def _score_items(model: nnx.Module, tokenizer: Any, items: Sequence[EvalItem], config: ml_collections.ConfigDict,
                  batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Teacher-forced NLL and target tokens per item, over every (prompt, reference) row of the item."""
@@ -99,6 +116,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     items, task = eval_items(rows, config.data.format, label_set(config.data))
     head = head_type(config)
     picks: list[int] = []  # the n-best index each reranked output came from
+    constrained = ""
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
     prompts = encode_items(tokenizer, items, shots)
     if head in ("classification", "regression"):  # the head predicts; nothing is generated or teacher-forced
@@ -119,8 +137,12 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
             def rerank(i: int, options: list[str]) -> int:  # a data-to-text item's prompt is its MR
                 picks.append(fewest_slot_errors(items[i].prompt, options))
                 return picks[-1]
+        allowed = label_trie(tokenizer, label_set(config.data), task) if settings.constrain == "labels" else None
+        if allowed is not None:  # exactly the longest label's tokens
+            settings.max_new_tokens = allowed.depth
+            constrained = f", constrained to the {len(label_set(config.data))} labels"
         texts, new_tokens = generate_texts(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
-                                           progress, beam, rerank)
+                                           progress, beam, rerank, allowed)
     t1 = time.perf_counter()
     predictions = []
     for i, (item, text) in enumerate(zip(items, texts)):
@@ -150,7 +172,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
                                 f"beam search (width {settings.num_beams}, length penalty {settings.length_penalty}, "
                                 f"no-repeat n-gram {settings.no_repeat_ngram_size})"
                                 + (", reranked by slot errors" if picks else "") if settings.num_beams > 1
-                                else "greedy"),
+                                else "greedy" + constrained),
                             "max_length": config.data.max_length},
                **({"rerank": {"by": "slot errors", "outputs_not_the_best_beam": sum(i > 0 for i in picks)}}
                   if picks else {}),

@@ -22,7 +22,7 @@ from ftjax.data.config import label_set
 from ftjax.data.formats import linearise
 from ftjax.data.sources import where
 from ftjax.eval.config import eval_settings
-from ftjax.eval.runner import classify_texts, generate_texts
+from ftjax.eval.runner import classify_texts, generate_texts, label_trie
 from ftjax.metrics.classification import OTHER
 from ftjax.models.heads import head_name, head_type
 from ftjax.models.tokenizer import encode_prompt
@@ -71,8 +71,11 @@ class ModelView:
         if head_type(self.config) == "classification":
             return classify_texts(self.model, self.tokenizer, prompts, self.config.data.max_length,
                                   self.batch_size, head_name(self.config))[0]
-        texts, _ = generate_texts(self.model, self.tokenizer, prompts, eval_settings(self.config).max_new_tokens,
-                                  self.batch_size)
+        settings = eval_settings(self.config)  # generated as `ftjax eval` generates them
+        allowed = label_trie(self.tokenizer, self.labels, "classification") if settings.constrain == "labels" else None
+        texts, _ = generate_texts(self.model, self.tokenizer, prompts,
+                                  allowed.depth if allowed else settings.max_new_tokens, self.batch_size,
+                                  allowed=allowed)
         known = {label.lower(): label for label in self.labels}
         return [known.get(t.strip().lower(), OTHER) for t in texts]
 
