@@ -200,7 +200,10 @@ BANKING77 = dict(validation="holdout:0.1", columns="label=category", format="cla
 register(Task("banking77", "Banking77 intents (text,category): a classification head over the 77 intents",
               BANKING77 | dict(pack=True), _banking77_files, head=dict(type="classification", label_smoothing=0.1)))
 register(Task("banking77_generate", "Banking77 intents, the label generated as text by the LM head", BANKING77,
-              _banking77_files))
+              _banking77_files,
+              # an output that is no intent becomes the likeliest intent: +0.3 and +0.7 accuracy on 2 seeds' holdouts
+              # (experiments/banking77/README.md)
+              eval=dict(constrain="labels")))
 register(Task("e2e_nlg", "E2E NLG (mr,ref): a restaurant description from a meaning representation",
               dict(validation="holdout:0.1", columns="data=mr,text=ref", format="data_to_text", max_length=128),
               _e2e_files,

@@ -108,6 +108,9 @@ def test_mixture_rates_match_the_config_over_many_steps(rates, temperature, fixe
 
 def test_registered_tasks_and_bad_names():
     assert {"banking77", "banking77_generate", "e2e_nlg"} <= set(tasks.registered())
+    # the decoding the experiments chose: generated intents kept to the label set, E2E beams reranked by slots
+    assert tasks.block("banking77_generate", source=False).eval.constrain == "labels"
+    assert tasks.block("e2e_nlg", source=False).eval.rerank == "slots"
     with pytest.raises(ValueError, match="unknown task 'nope'; registered: .*banking77"):
         tasks.get("nope")
     with pytest.raises(ValueError, match="lower-case"):

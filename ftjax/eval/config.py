@@ -5,8 +5,9 @@
     rerank       "" (the best beam) or "slots": of the num_beams finished hypotheses of a data-to-text row,
                  the one with the fewest slot errors against its meaning representation (ties: beam order), as
                  the E2E systems with a slot aligner rerank their n-best lists
-    constrain    "" or "labels": greedy decoding of classification rows restricted to data.labels (a trie of
-                 the labels' tokens), so every generated label is one of them
+    constrain    "" or "labels": a generated classification label that is none of data.labels is replaced by
+                 the label the model finds likeliest after the prompt (all labels teacher-forced), so every
+                 prediction is a label
     metrics      task metrics generated on the validation split during training (val_<name>, usable by
                  early stopping), e.g. "rouge_l,exact_match" or "accuracy"; "" = loss metrics only
     normalize    text normalisation before exact match / token F1
@@ -43,8 +44,6 @@ def check(block: ml_collections.ConfigDict) -> None:
     constrain = block.get("constrain", "")
     if constrain not in CONSTRAIN:
         raise ValueError(f"eval.constrain={constrain!r}: choose from {', '.join(map(repr, CONSTRAIN))}")
-    if constrain and block.num_beams > 1:
-        raise ValueError(f"eval.constrain={constrain} decodes greedily: set eval.num_beams=1")
     try:
         parse_metrics(block.metrics)
         normalizer(block.normalize)

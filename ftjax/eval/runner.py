@@ -31,31 +31,29 @@ from ftjax.io import write_json, write_jsonl
 from ftjax.metrics.classification import OTHER, class_list
 from ftjax.metrics.slots import fewest_slot_errors
 from ftjax.metrics.suite import default_metrics, metric_report, parse_metrics, statistics
+from ftjax.metrics.text import normalizer
 from ftjax.models.beam import Beam, beam_candidates
 from ftjax.models.generate import Sampling, generate
 from ftjax.models.heads import RegressionHead, classify, head_name, head_type
 from ftjax.models.tokenizer import stop_token_ids
-from ftjax.models.trie import TokenTrie, token_trie
 
 PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # mean metrics: a score per row
 
 
 def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                    batch_size: int, progress: bool = True, beam: Beam | None = None,
-                   rerank: Callable[[int, list[str]], int] | None = None,
-                   allowed: TokenTrie | None = None) -> tuple[list[str], int]:
+                   rerank: Callable[[int, list[str]], int] | None = None) -> tuple[list[str], int]:
     """Greedy (or, given `beam` with num_beams > 1, beam-search) completions in input order and batches of
     `batch_size`, decoded as `ftjax generate` decodes them (same order and batches give the same padded
     shapes, hence the same tokens); and the token count. With beam search, `rerank(i, texts)` picks prompt i's
-    output from its n-best texts (best beam first) by index; greedy decoding keeps to `allowed`'s sequences."""
+    output from its n-best texts (best beam first) by index."""
     stops = stop_token_ids(tokenizer, model.config.eos_ids)
     if beam is not None and beam.num_beams > 1:
         beam = dataclasses.replace(beam, max_new_tokens=max_new_tokens, stop_token_ids=stops)
         decode = lambda batch, pad: beam_candidates(model, batch, beam, pad)
     else:
         sampling = Sampling(max_new_tokens, stop_token_ids=stops)
-        decode = lambda batch, pad: [[(toks, 0.0)] for toks in generate(model, batch, sampling, pad,
-                                                                         allowed=allowed)]
+        decode = lambda batch, pad: [[(toks, 0.0)] for toks in generate(model, batch, sampling, pad)]
     pick = rerank or (lambda i, texts: 0)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     texts, tokens = [], 0
@@ -80,18 +78,28 @@ def classify_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
     return [model.heads[head].labels[i] for i in logits.argmax(-1)], 0
 
 
-def label_trie(tokenizer: Any, labels: Sequence[str] | None, task: str) -> TokenTrie:
-    """The trie of each label's target tokens (as training encodes them, EOS last), for eval.constrain=labels."""
-    if task != "classification":
-        raise ValueError(f"eval.constrain=labels restricts generated labels (text,label rows); got {task} rows")
-    if not labels:
-        raise ValueError("eval.constrain=labels needs the label set: set data.labels (comma-separated)")
-    sequences = [target_token_ids(tokenizer, label) for label in labels]
-    seen: dict[tuple[int, ...], str] = {}
-    for label, seq in zip(labels, sequences):
-        if (other := seen.setdefault(tuple(seq), label)) != label:
-            raise ValueError(f"labels {other!r} and {label!r} tokenize alike, so generation cannot tell them apart")
-    return token_trie(sequences)
+def likeliest_labels(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], labels: Sequence[str],
+                     batch_size: int) -> list[str]:
+    """For each prompt, the label whose tokens (then EOS, as training encodes a label) the model finds likeliest
+    after it: every label teacher-forced, the summed log-probability compared."""
+    targets = [target_token_ids(tokenizer, label) for label in labels]
+    examples = [{"input_ids": [*p, *t], "loss_mask": [0] * len(p) + [1] * len(t)} for p in prompts for t in targets]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    nll, _ = sequence_nll(model, examples, batch_size, pad, progress=False)
+    return [labels[i] for i in nll.reshape(len(prompts), len(labels)).argmin(1)]
+
+
+def labels_only(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], texts: Sequence[str],
+                labels: Sequence[str], normalize: Callable[[str], str], batch_size: int) -> tuple[list[str], list[int]]:
+    """`texts` with each generated text that matches no label (after `normalize`, as the metrics match them)
+    replaced by its prompt's likeliest label; and the replaced positions."""
+    known = {normalize(label) for label in labels}
+    replaced = [i for i, text in enumerate(texts) if normalize(text) not in known]
+    out = list(texts)
+    for i, label in zip(replaced, likeliest_labels(model, tokenizer, [prompts[i] for i in replaced], labels,
+                                                   batch_size)):
+        out[i] = label
+    return out, replaced
 
 
 def _score_items(model: nnx.Module, tokenizer: Any, items: Sequence[EvalItem], config: ml_collections.ConfigDict,
@@ -116,7 +124,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     items, task = eval_items(rows, config.data.format, label_set(config.data))
     head = head_type(config)
     picks: list[int] = []  # the n-best index each reranked output came from
-    constrained = ""
+    replaced: list[int] | None = None  # with eval.constrain=labels: the outputs that were no label
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
     prompts = encode_items(tokenizer, items, shots)
     if head in ("classification", "regression"):  # the head predicts; nothing is generated or teacher-forced
@@ -137,17 +145,25 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
             def rerank(i: int, options: list[str]) -> int:  # a data-to-text item's prompt is its MR
                 picks.append(fewest_slot_errors(items[i].prompt, options))
                 return picks[-1]
-        allowed = label_trie(tokenizer, label_set(config.data), task) if settings.constrain == "labels" else None
-        if allowed is not None:  # exactly the longest label's tokens
-            settings.max_new_tokens = allowed.depth
-            constrained = f", constrained to the {len(label_set(config.data))} labels"
+        labels = label_set(config.data)
+        if settings.constrain == "labels" and task != "classification":
+            raise ValueError(f"eval.constrain=labels keeps generated labels to the label set (text,label rows); "
+                             f"got {task} rows")
+        if settings.constrain == "labels" and not labels:
+            raise ValueError("eval.constrain=labels needs the label set: set data.labels (comma-separated)")
         texts, new_tokens = generate_texts(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
-                                           progress, beam, rerank, allowed)
+                                           progress, beam, rerank)
+        if settings.constrain == "labels":
+            generated = texts
+            texts, replaced = labels_only(model, tokenizer, prompts, texts, labels, normalizer(settings.normalize),
+                                          settings.batch_size)
     t1 = time.perf_counter()
     predictions = []
     for i, (item, text) in enumerate(zip(items, texts)):
         row = {"id": i, **({"prompt": item.prompt} if item.messages is None else {"messages": item.messages}),
                "references": item.references, "prediction": text, "sources": item.sources}
+        if replaced is not None and text != generated[i]:
+            row["generated"] = generated[i]  # what the model wrote before it was replaced by a label
         predictions.append(row | ({"label": item.label} if item.label is not None else {}))
     if "perplexity" in names:
         nll, count = _score_items(model, tokenizer, items, config, settings.batch_size, progress)
@@ -172,10 +188,14 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
                                 f"beam search (width {settings.num_beams}, length penalty {settings.length_penalty}, "
                                 f"no-repeat n-gram {settings.no_repeat_ngram_size})"
                                 + (", reranked by slot errors" if picks else "") if settings.num_beams > 1
-                                else "greedy" + constrained),
+                                else "greedy")
+                            + ("; an output that is no label replaced by the likeliest label" if replaced is not None
+                               else ""),
                             "max_length": config.data.max_length},
                **({"rerank": {"by": "slot errors", "outputs_not_the_best_beam": sum(i > 0 for i in picks)}}
                   if picks else {}),
+               **({"constrain": {"to": "labels", "by": "label likelihood", "outputs_replaced": len(replaced)}}
+                  if replaced is not None else {}),
                "timing": {"generate_s": t1 - t0, "score_s": t2 - t1, "metrics_s": time.perf_counter() - t2,
                           "generated_tokens": new_tokens, "tokens_per_s": new_tokens / max(t1 - t0, 1e-9)}}
     return report, predictions

@@ -2,8 +2,7 @@
 
 Prompts are left-padded; positions count real tokens only, so every row sees the positions it would see
 alone. Prefill and the whole decode loop run in one jitted function (a `lax.while_loop` that exits early
-once every row has hit a stop token). Given a `TokenTrie`, every step picks among the tokens the trie allows
-next, so each output is one of its sequences (a label set).
+once every row has hit a stop token).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import numpy as np
 from flax import nnx
 
 from ftjax.models.decoder import CausalLM
-from ftjax.models.trie import TokenTrie, follow, mask_to_trie
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +75,7 @@ def _largest_threshold(logits: jax.Array, enough, iterations: int = 32) -> jax.A
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling"))
-def _generate(graphdef, state, ids, mask, sampling: Sampling, key, trie):
+def _generate(graphdef, state, ids, mask, sampling: Sampling, key):
     model = nnx.merge(graphdef, state)
     b, p = ids.shape
     n = sampling.max_new_tokens
@@ -87,26 +85,21 @@ def _generate(graphdef, state, ids, mask, sampling: Sampling, key, trie):
     stops = jnp.asarray(sampling.stop_token_ids or (-1,), jnp.int32)
 
     def cond(c):
-        i, _, _, _, _, done, _, _ = c
+        i, _, _, _, _, done, _ = c
         return (i < n) & ~jnp.all(done)
 
     def body(c):
-        i, cache, logits, pos, out, done, key, nodes = c
+        i, cache, logits, pos, out, done, key = c
         key, sub = jax.random.split(key)
-        if trie is not None:
-            logits = mask_to_trie(logits, nodes, trie[0])
-        tok = sample_logits(logits, sub, sampling)
-        if trie is not None:
-            nodes = follow(nodes, tok, *trie)
-        tok = jnp.where(done, -1, tok)
+        tok = jnp.where(done, -1, sample_logits(logits, sub, sampling))
         out = out.at[:, i].set(tok)
         done = done | jnp.isin(tok, stops)
         h, cache = model.hidden_states(jnp.maximum(tok, 0)[:, None], positions=pos[:, None],
                                        attention_mask=jnp.ones((b, 1), bool), cache=cache)
-        return i + 1, cache, model.logits(h[:, 0]), pos + 1, out, done, key, nodes
+        return i + 1, cache, model.logits(h[:, 0]), pos + 1, out, done, key
 
     init = (jnp.int32(0), cache, model.logits(h[:, -1]), positions[:, -1] + 1, jnp.full((b, n), -1, jnp.int32),
-            jnp.zeros((b,), bool), key, jnp.zeros((b,), jnp.int32))
+            jnp.zeros((b,), bool), key)
     return jax.lax.while_loop(cond, body, init)[4]
 
 
@@ -136,10 +129,9 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int = 0, multiple: int | 
 
 
 def generate(model: CausalLM, prompts: Sequence[Sequence[int]], sampling: Sampling = Sampling(),
-             pad_id: int = 0, multiple: int | None = None, allowed: TokenTrie | None = None) -> list[list[int]]:
+             pad_id: int = 0, multiple: int | None = None) -> list[list[int]]:
     """New tokens for each prompt, cut before the first stop token; `multiple` pads prompts to a multiple of it
-    instead of a bucket (one width for a whole job: one compile); `allowed` constrains every output to one of the
-    trie's sequences (each should end with a stop token, and max_new_tokens reach the trie's depth)."""
+    instead of a bucket (one width for a whole job: one compile)."""
     ids, mask = left_pad(prompts, pad_id, multiple)
     if ids.shape[1] + sampling.max_new_tokens > model.config.max_position_embeddings and model.config.rope is None:
         raise ValueError(f"prompt + max_new_tokens exceeds the model's {model.config.max_position_embeddings} "
@@ -147,7 +139,7 @@ def generate(model: CausalLM, prompts: Sequence[Sequence[int]], sampling: Sampli
     graphdef, state = nnx.split(model)
     # the seed travels as a traced key, so that batches with different seeds share one compiled program
     out = _generate(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), dataclasses.replace(sampling, seed=0),
-                    jax.random.key(sampling.seed), None if allowed is None else allowed.as_arrays())
+                    jax.random.key(sampling.seed))
     return cut_at_stops(np.asarray(out), sampling.stop_token_ids)
 
 

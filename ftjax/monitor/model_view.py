@@ -22,8 +22,9 @@ from ftjax.data.config import label_set
 from ftjax.data.formats import linearise
 from ftjax.data.sources import where
 from ftjax.eval.config import eval_settings
-from ftjax.eval.runner import classify_texts, generate_texts, label_trie
+from ftjax.eval.runner import classify_texts, generate_texts, labels_only
 from ftjax.metrics.classification import OTHER
+from ftjax.metrics.text import normalizer
 from ftjax.models.heads import head_name, head_type
 from ftjax.models.tokenizer import encode_prompt
 
@@ -71,11 +72,11 @@ class ModelView:
         if head_type(self.config) == "classification":
             return classify_texts(self.model, self.tokenizer, prompts, self.config.data.max_length,
                                   self.batch_size, head_name(self.config))[0]
-        settings = eval_settings(self.config)  # generated as `ftjax eval` generates them
-        allowed = label_trie(self.tokenizer, self.labels, "classification") if settings.constrain == "labels" else None
-        texts, _ = generate_texts(self.model, self.tokenizer, prompts,
-                                  allowed.depth if allowed else settings.max_new_tokens, self.batch_size,
-                                  allowed=allowed)
+        settings = eval_settings(self.config)
+        texts, _ = generate_texts(self.model, self.tokenizer, prompts, settings.max_new_tokens, self.batch_size)
+        if settings.constrain == "labels":  # as `ftjax eval` predicts
+            texts, _ = labels_only(self.model, self.tokenizer, prompts, texts, self.labels,
+                                   normalizer(settings.normalize), self.batch_size)
         known = {label.lower(): label for label in self.labels}
         return [known.get(t.strip().lower(), OTHER) for t in texts]
 

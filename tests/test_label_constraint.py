@@ -1,0 +1,87 @@
+"""`eval.constrain=labels`: a generated label that is no label is replaced by the label the model finds likeliest
+(checked against log-probabilities from a plain forward pass); outputs that are labels stay as generated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import sft_config
+
+import ftjax.models as M
+from ftjax.eval.config import check
+from ftjax.eval.runner import evaluate_split, labels_only, likeliest_labels
+from ftjax.metrics.text import normalizer
+from ftjax.models.tokenizer import encode_prompt, load_tokenizer
+
+LABELS = ["w5 w6", "w5 w7 w8", "w9", "w10 w11"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return M.from_pretrained(tiny_model_dir), load_tokenizer(tiny_model_dir)
+
+
+def reference_likeliest(model, tok, prompt, labels):
+    """The label maximising log p(label tokens, EOS | prompt), each scored by its own unpadded forward pass."""
+    scores = []
+    for label in labels:
+        target = tok(label, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        ids = np.asarray([prompt + target], np.int32)
+        logp = np.asarray(model(ids), np.float64)[0]
+        logp = logp - np.log(np.exp(logp - logp.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logp.max(-1, keepdims=True)
+        scores.append(sum(logp[len(prompt) - 1 + k, t] for k, t in enumerate(target)))
+    return labels[int(np.argmax(scores))]
+
+
+def test_likeliest_label_equals_a_plain_forward_pass(tiny):
+    model, tok = tiny
+    prompts = [encode_prompt(tok, f"w{20 + i} w{40 + 3 * i} w{60 - i}") for i in range(8)]
+    labels = [f"w{i} w{i + 50}" for i in range(60, 72)]  # one length, so that prompts decide the races
+    picked = likeliest_labels(model, tok, prompts, labels, batch_size=8)
+    assert picked == [reference_likeliest(model, tok, p, labels) for p in prompts]
+    assert len(set(picked)) > 1  # the prompts matter, so the comparison is not trivially one label
+
+
+def test_labels_stay_and_non_labels_are_replaced(tiny):
+    model, tok = tiny
+    prompts = [encode_prompt(tok, f"w{20 + i} w{30 + i}") for i in range(4)]
+    texts = ["W9.", "w12 w13", "w5 w7 w8", "w5"]  # the first matches "w9" after normalisation
+    out, replaced = labels_only(model, tok, prompts, texts, LABELS, normalizer("lower,punct,articles,whitespace"), 4)
+    assert replaced == [1, 3] and out[0] == "W9." and out[2] == "w5 w7 w8"
+    assert [out[1], out[3]] == likeliest_labels(model, tok, [prompts[1], prompts[3]], LABELS, 4)
+
+
+def test_eval_constrain_labels_predicts_only_labels(tiny):
+    model, tok = tiny
+    rows = [{"text": f"w{20 + i} w{30 + i}", "label": LABELS[i % 4]} for i in range(10)]
+    overrides = {"data.labels": ",".join(LABELS)}
+    _, free = evaluate_split(model, tok, rows, sft_config(**overrides), metrics=["accuracy"], n_resamples=0,
+                             progress=False)
+    report, preds = evaluate_split(model, tok, rows, sft_config(**overrides, **{"eval.constrain": "labels"}),
+                                   metrics=["accuracy"], n_resamples=0, progress=False)
+    assert all(p["prediction"] in LABELS for p in preds)
+    changed = [p for p in preds if "generated" in p]
+    assert changed and report["constrain"]["outputs_replaced"] == len(changed)  # a random model writes non-labels
+    assert [p["generated"] for p in changed] == [f["prediction"] for f in free if f["prediction"] not in LABELS]
+    assert report["settings"]["decoding"] == "greedy; an output that is no label replaced by the likeliest label"
+
+
+def test_constrain_errors_are_one_line(tiny):
+    model, tok = tiny
+    with pytest.raises(ValueError, match="choose from"):
+        check(sft_config(**{"eval.constrain": "label"}).eval)
+    config = sft_config(**{"eval.constrain": "labels"})
+    with pytest.raises(ValueError, match="needs the label set"):
+        evaluate_split(model, tok, [{"text": "w3", "label": "w4"}], config, progress=False)
+    with pytest.raises(ValueError, match="text,label rows"):
+        evaluate_split(model, tok, [{"prompt": "w3", "completion": "w4"}], config, progress=False)
+
+
+def test_monitor_predicts_the_labels_eval_predicts(tiny):
+    from ftjax.monitor.model_view import ModelView
+
+    model, tok = tiny
+    rows = [{"text": f"w{20 + i} w{30 + i}", "label": LABELS[i % 4]} for i in range(6)]
+    config = sft_config(**{"data.labels": ",".join(LABELS), "eval.constrain": "labels"})
+    _, preds = evaluate_split(model, tok, rows, config, metrics=["accuracy"], n_resamples=0, progress=False)
+    assert ModelView(model, tok, config).predict([r["text"] for r in rows]) == [p["prediction"] for p in preds]
