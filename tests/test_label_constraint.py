@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from conftest import sft_config
@@ -85,3 +87,18 @@ def test_monitor_predicts_the_labels_eval_predicts(tiny):
     config = sft_config(**{"data.labels": ",".join(LABELS), "eval.constrain": "labels"})
     _, preds = evaluate_split(model, tok, rows, config, metrics=["accuracy"], n_resamples=0, progress=False)
     assert ModelView(model, tok, config).predict([r["text"] for r in rows]) == [p["prediction"] for p in preds]
+
+
+@pytest.mark.parametrize("setting, rows, message", [
+    ("constrain=labels", [{"prompt": "w3", "completion": "w4"}], r"\(text,label rows\); got prompt_completion rows"),
+    ("constrain=labels", [{"text": "w3", "label": "w4"}], "needs the label set"),
+    ("rerank=slots", [{"text": "w3", "label": "w4"}], r"\(mr,ref rows\); got classification rows")])
+def test_eval_command_refuses_unfit_decoding_before_loading_a_model(tmp_path, setting, rows, message):
+    from conftest import run_ftjax, write_rows
+
+    rows_file = write_rows(tmp_path / "rows.jsonl", rows)
+    extra = ["--config.eval.num_beams=2"] if setting.startswith("rerank") else []
+    proc = run_ftjax("eval", f"--model={tmp_path / 'no-such-model'}", f"--out={tmp_path / 'out'}",
+                     f"--config.data.test={rows_file}", f"--config.eval.{setting}", *extra, check=False)
+    assert proc.returncode != 0 and not (tmp_path / "out").exists()
+    assert re.search(message, proc.stderr.strip().splitlines()[-1])  # the rows' fault, not the missing model

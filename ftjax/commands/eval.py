@@ -117,7 +117,9 @@ def main(argv: list[str]) -> None:
     if spec and not rows:
         raise ValueError(f"{spec}: no rows")
     if rows:
-        eval_items(rows, config.data.format, label_set(config.data))  # checks every row
+        _, task = eval_items(rows, config.data.format, label_set(config.data))  # checks every row
+        eval_config.check_decoding(eval_config.eval_settings(config), task, head_type(config),
+                                   label_set(config.data))
     shots = []
     if FLAGS.few_shot:
         if not config.data.train:

@@ -51,6 +51,21 @@ def check(block: ml_collections.ConfigDict) -> None:
         raise ValueError(f"eval: {e}") from None
 
 
+def check_decoding(block: ml_collections.ConfigDict, task: str, head: str, labels: list[str] | None) -> None:
+    """One-line errors for decoding options that do not fit the rows (`task`, from ftjax.eval.items) or the run's
+    head: checked before a model is loaded."""
+    if head != "lm":  # a head picks a label or value; nothing is generated
+        return
+    if block.get("rerank", "") == "slots" and task != "data_to_text":
+        raise ValueError(f"eval.rerank=slots reranks data-to-text outputs (mr,ref rows); got {task} rows")
+    if block.get("constrain", "") == "labels":
+        if task != "classification":
+            raise ValueError(f"eval.constrain=labels keeps generated labels to the label set (text,label rows); "
+                             f"got {task} rows")
+        if not labels:
+            raise ValueError("eval.constrain=labels needs the label set: set data.labels (comma-separated)")
+
+
 def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """config.eval with the keys a workdir written before they existed lacks filled from the defaults."""
     return ml_collections.ConfigDict({**default_config().to_dict(), **config.get("eval", {})})

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ftjax.data.config import label_set
 from ftjax.data.encode import encode, target_token_ids
-from ftjax.eval.config import check, eval_settings
+from ftjax.eval.config import check, check_decoding, eval_settings
 from ftjax.eval.items import EvalItem, encode_items, eval_items
 from ftjax.eval.scoring import sequence_nll
 from ftjax.io import write_json, write_jsonl
@@ -123,6 +123,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     t0 = time.perf_counter()
     items, task = eval_items(rows, config.data.format, label_set(config.data))
     head = head_type(config)
+    check_decoding(settings, task, head, label_set(config.data))
     picks: list[int] = []  # the n-best index each reranked output came from
     replaced: list[int] | None = None  # with eval.constrain=labels: the outputs that were no label
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
@@ -139,24 +140,15 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
                     settings.no_repeat_ngram_size)
         rerank = None
         if settings.rerank == "slots":
-            if task != "data_to_text":
-                raise ValueError(f"eval.rerank=slots reranks data-to-text outputs (mr,ref rows); got {task} rows")
-
             def rerank(i: int, options: list[str]) -> int:  # a data-to-text item's prompt is its MR
                 picks.append(fewest_slot_errors(items[i].prompt, options))
                 return picks[-1]
-        labels = label_set(config.data)
-        if settings.constrain == "labels" and task != "classification":
-            raise ValueError(f"eval.constrain=labels keeps generated labels to the label set (text,label rows); "
-                             f"got {task} rows")
-        if settings.constrain == "labels" and not labels:
-            raise ValueError("eval.constrain=labels needs the label set: set data.labels (comma-separated)")
         texts, new_tokens = generate_texts(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
                                            progress, beam, rerank)
         if settings.constrain == "labels":
             generated = texts
-            texts, replaced = labels_only(model, tokenizer, prompts, texts, labels, normalizer(settings.normalize),
-                                          settings.batch_size)
+            texts, replaced = labels_only(model, tokenizer, prompts, texts, label_set(config.data),
+                                          normalizer(settings.normalize), settings.batch_size)
     t1 = time.perf_counter()
     predictions = []
     for i, (item, text) in enumerate(zip(items, texts)):
