@@ -176,13 +176,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     report |= {"bootstrap": {"resamples": n_resamples, "confidence": 0.95, "method": "percentile"},
                "settings": {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
                             "normalize": settings.normalize, "few_shot": len(shots),
-                            "decoding": f"{head} head" if head != "lm" else (
-                                f"beam search (width {settings.num_beams}, length penalty {settings.length_penalty}, "
-                                f"no-repeat n-gram {settings.no_repeat_ngram_size})"
-                                + (", reranked by slot errors" if picks else "") if settings.num_beams > 1
-                                else "greedy")
-                            + ("; an output that is no label replaced by the likeliest label" if replaced is not None
-                               else ""),
+                            "decoding": _decoding(settings, head, bool(picks), replaced is not None),
                             "max_length": config.data.max_length},
                **({"rerank": {"by": "slot errors", "outputs_not_the_best_beam": sum(i > 0 for i in picks)}}
                   if picks else {}),
@@ -191,6 +185,18 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
                "timing": {"generate_s": t1 - t0, "score_s": t2 - t1, "metrics_s": time.perf_counter() - t2,
                           "generated_tokens": new_tokens, "tokens_per_s": new_tokens / max(t1 - t0, 1e-9)}}
     return report, predictions
+
+
+def _decoding(settings: ml_collections.ConfigDict, head: str, reranked: bool, constrained: bool) -> str:
+    """How the predictions were made, in words, for the report."""
+    if head != "lm":
+        return f"{head} head"
+    if settings.num_beams == 1:
+        words = "greedy"
+    else:
+        words = (f"beam search (width {settings.num_beams}, length penalty {settings.length_penalty}, no-repeat "
+                 f"n-gram {settings.no_repeat_ngram_size})" + (", reranked by slot errors" if reranked else ""))
+    return words + ("; an output that is no label replaced by the likeliest label" if constrained else "")
 
 
 def write_results(out_dir: str | Path, name: str, report: dict, predictions: Sequence[dict]) -> list[Path]:
