@@ -160,14 +160,14 @@ class Generator:
         """Completions of prompt ids; the batch is filled up to `batch_size` and padded to `width`, so that
         every batch of a job runs one compiled program."""
         from ftjax.models.generate import Sampling, generate
-        from ftjax.models.tokenizer import stop_token_ids
+        from ftjax.models.tokenizer import padding_id, stop_token_ids
 
         stops = stop_token_ids(self.tokenizer, self.model.config.eos_ids)
         if self.one_line:
             stops += tuple(i for i in self.tokenizer("\n", add_special_tokens=False)["input_ids"] if i not in stops)
         sampling = Sampling(self.max_new_tokens, 0.0 if greedy else self.temperature, self.top_k, self.top_p,
                             seed=seed, stop_token_ids=stops)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        pad = padding_id(self.tokenizer)
         filled = list(ids) + [ids[0]] * (batch_size - len(ids))
         out = generate(self.model, filled, sampling, pad, multiple=width)[:len(ids)]
         return self.tokenizer.batch_decode(out, skip_special_tokens=True)

@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
     from ftjax.models import from_pretrained
     from ftjax.models.beam import Beam, beam_search
     from ftjax.models.generate import Sampling, generate
-    from ftjax.models.tokenizer import encode_prompt, load_tokenizer, stop_token_ids
+    from ftjax.models.tokenizer import encode_prompt, load_tokenizer, padding_id, stop_token_ids
 
     if bool(FLAGS.prompt) == bool(FLAGS.prompts):
         raise ValueError("give --prompt (one or more) or --prompts=FILE.jsonl, not both")
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> None:
     encoded = [encode_prompt(tokenizer, r.get("prompt"), r.get("messages"), FLAGS.chat) for r in rows]
     stops = stop_token_ids(tokenizer, model.config.eos_ids)
     sampling, beam = (dataclasses.replace(x, stop_token_ids=stops) for x in (sampling, beam))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     completions = []
     for i in tqdm(range(0, len(encoded), FLAGS.batch_size), desc="generate", unit="batch", file=sys.stderr,
                   disable=len(encoded) <= FLAGS.batch_size):

@@ -19,6 +19,7 @@ from flax import nnx
 
 from ftjax.eval.scoring import sequence_scores
 from ftjax.models.generate import Sampling, generate
+from ftjax.models.tokenizer import padding_id
 
 
 def _lm_base() -> type:
@@ -36,7 +37,7 @@ class HarnessLM:
         super().__init__()
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.max_length, self.max_new_tokens = batch_size, max_length, max_new_tokens
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = padding_id(tokenizer)
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         self.prefix = [prefix] if prefix is not None else []
 

@@ -21,7 +21,7 @@ from ftjax.eval.items import EvalItem, encode_items
 from ftjax.metrics.slots import slot_errors
 from ftjax.metrics.text import bleu, exact_match, rouge
 from ftjax.models.generate import Sampling, generate
-from ftjax.models.tokenizer import stop_token_ids
+from ftjax.models.tokenizer import padding_id, stop_token_ids
 
 SCORES = ("slot_error", "rouge_l", "bleu", "exact_match")
 
@@ -55,7 +55,7 @@ def ranked_pairs(model: nnx.Module, tokenizer: Any, items: Sequence[EvalItem], s
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
     prompts = encode_items(tokenizer, items)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     stops = stop_token_ids(tokenizer, model.config.eos_ids)
     width = max(map(len, prompts))
     outputs: list[list[str]] = [[] for _ in items]

@@ -35,7 +35,7 @@ from ftjax.metrics.text import normalizer
 from ftjax.models.beam import Beam, beam_candidates
 from ftjax.models.generate import Sampling, generate
 from ftjax.models.heads import RegressionHead, classify, head_name, head_type
-from ftjax.models.tokenizer import stop_token_ids
+from ftjax.models.tokenizer import padding_id, stop_token_ids
 
 PER_EXAMPLE = ("exact_match", "token_f1", "rouge_1", "rouge_2", "rouge_l")  # mean metrics: a score per row
 
@@ -55,7 +55,7 @@ def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
         sampling = Sampling(max_new_tokens, stop_token_ids=stops)
         decode = lambda batch, pad: [[(toks, 0.0)] for toks in generate(model, batch, sampling, pad)]
     pick = rerank or (lambda i, texts: 0)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     texts, tokens = [], 0
     for start in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch", file=sys.stderr,
                       leave=False, disable=not progress or len(prompts) <= batch_size):
@@ -71,7 +71,7 @@ def classify_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
                    batch_size: int, head: str = "classification") -> tuple[list[str], int]:
     """Task head `head`'s label (or a regression head's value) for each prompt (cut as training cuts it), and no
     generated tokens."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     logits = classify(model, [p[: max_length - 1] for p in prompts], batch_size, pad, head)
     if isinstance(model.heads[head], RegressionHead):  # the one output is the value
         return [repr(float(v)) for v in logits[:, 0]], 0
@@ -84,7 +84,7 @@ def likeliest_labels(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequen
     after it: every label teacher-forced, the summed log-probability compared."""
     targets = [target_token_ids(tokenizer, label) for label in labels]
     examples = [{"input_ids": [*p, *t], "loss_mask": [0] * len(p) + [1] * len(t)} for p in prompts for t in targets]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     nll, _ = sequence_nll(model, examples, batch_size, pad, progress=False)
     return [labels[i] for i in nll.reshape(len(prompts), len(labels)).argmin(1)]
 
@@ -107,7 +107,7 @@ def _score_items(model: nnx.Module, tokenizer: Any, items: Sequence[EvalItem], c
     """Teacher-forced NLL and target tokens per item, over every (prompt, reference) row of the item."""
     labels, fmt = label_set(config.data), config.data.format
     examples = [encode(r, tokenizer, fmt, config.data.max_length, labels) for item in items for r in item.rows]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     nll, count = sequence_nll(model, examples, batch_size, pad, progress=progress)
     owner = np.repeat(np.arange(len(items)), [len(item.rows) for item in items])
     return np.bincount(owner, nll, len(items)), np.bincount(owner, count, len(items))

@@ -61,6 +61,11 @@ def encode_prompt(tokenizer: Any, prompt: str | None = None, messages: list[dict
     return tokenizer(prompt)["input_ids"]
 
 
+def padding_id(tokenizer: Any) -> int:
+    """The tokenizer's padding id, or 0 when it has none (padded positions are masked, so any id serves)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def stop_token_ids(tokenizer: Any, config_eos: tuple[int, ...] = ()) -> tuple[int, ...]:
     """EOS ids from the model config and tokenizer, plus chat end-of-turn markers the vocabulary has."""
     ids = set(config_eos)

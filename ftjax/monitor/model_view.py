@@ -26,7 +26,7 @@ from ftjax.eval.runner import classify_texts, generate_texts, labels_only
 from ftjax.metrics.classification import OTHER
 from ftjax.metrics.text import normalizer
 from ftjax.models.heads import head_name, head_type
-from ftjax.models.tokenizer import encode_prompt
+from ftjax.models.tokenizer import encode_prompt, padding_id
 
 
 def input_of(row: dict) -> str | list[dict]:
@@ -55,7 +55,7 @@ class ModelView:
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self.labels = label_set(config.data)
         self.batch_size = eval_settings(config).batch_size
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad = padding_id(tokenizer)
 
     def prompts(self, inputs: Sequence[str | list[dict]]) -> list[list[int]]:
         limit = self.config.data.max_length - 1

@@ -14,7 +14,7 @@ from ftjax.data.encode import encode_all
 from ftjax.data.pairs import PairBatches, encode_pair
 from ftjax.data.pipeline import Batches
 from ftjax.loss import target_positions
-from ftjax.models.tokenizer import load_tokenizer
+from ftjax.models.tokenizer import load_tokenizer, padding_id
 from ftjax.tasks import task_for_step
 from ftjax.train.config import preference_loss
 
@@ -48,7 +48,7 @@ def load_split(split: str, config: ml_collections.ConfigDict, tokenizer: Any) ->
 def load_data(config: ml_collections.ConfigDict, validation: bool = True, tokenizer: Any = None) -> RunData:
     """The tokenizer (unless given) and the train (and validation) split of a (task's) config, read once."""
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(config.model.path)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = padding_id(tokenizer)
     _, train = load_split("train", config, tokenizer)
     rows, examples = (load_split("validation", config, tokenizer) if validation and config.data.validation
                       else ([], []))
