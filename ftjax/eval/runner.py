@@ -121,9 +121,10 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     `shots` (eval_set.pick_shots) are prepended to every prompt."""
     settings = eval_settings(config)
     t0 = time.perf_counter()
-    items, task = eval_items(rows, config.data.format, label_set(config.data))
+    labels = label_set(config.data)
+    items, task = eval_items(rows, config.data.format, labels)
     head = head_type(config)
-    check_decoding(settings, task, head, label_set(config.data))
+    check_decoding(settings, task, head, labels)
     picks: list[int] = []  # the n-best index each reranked output came from
     replaced: list[int] | None = None  # with eval.constrain=labels: the outputs that were no label
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
@@ -147,7 +148,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
                                            progress, beam, rerank)
         if settings.constrain == "labels":
             generated = texts
-            texts, replaced = labels_only(model, tokenizer, prompts, texts, label_set(config.data),
+            texts, replaced = labels_only(model, tokenizer, prompts, texts, labels,
                                           normalizer(settings.normalize), settings.batch_size)
     t1 = time.perf_counter()
     predictions = []
@@ -162,7 +163,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
         for row, s, k in zip(predictions, nll, count):
             row |= {"nll": float(s), "tokens": int(k)}
     t2 = time.perf_counter()
-    classes = class_list([item.label for item in items], label_set(config.data)) if task == "classification" else None
+    classes = class_list([item.label for item in items], labels) if task == "classification" else None
     stats = statistics(predictions, names, settings.normalize, classes)
     for name in (n for n in PER_EXAMPLE if n in stats):
         for row, value in zip(predictions, stats[name].items[:, 0]):
