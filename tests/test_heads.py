@@ -172,6 +172,18 @@ def test_e2e_config_is_valid(tiny_model_dir):
     assert config.data.columns == "data=mr,text=ref" and config.data.format == "data_to_text"
 
 
+def test_banking77_full_variant_trains_every_weight_in_float32(tiny_model_dir):
+    """configs/banking77.py:full: the default run with full fine-tuning, float32 weights and its own rate."""
+    from ftjax.config import load_config_file, set_dotted
+    from ftjax.train.config import check
+
+    default, full = (load_config_file(ROOT / "configs" / "banking77.py", v) for v in (None, "full"))
+    set_dotted(full, "model.path", str(tiny_model_dir))
+    check(full)
+    assert (full.peft.method, full.model.dtype, full.train.learning_rate) == ("full", "float32", 1e-4)
+    assert (full.train.steps, full.data.per_label, full.head.type) == (default.train.steps, 0, "classification")
+
+
 def test_peft_export_carries_the_head_as_modules_to_save(run, tiny_model_dir, tmp_path):
     """--format=peft of a head run: a SEQ_CLS adapter that PEFT loads onto AutoModelForSequenceClassification
     with the same logits as ftjax's head."""
