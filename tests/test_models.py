@@ -68,25 +68,16 @@ def _resave(tmp_path, path, edit):
     return out
 
 
-def test_unused_checkpoint_tensor_is_named(hf_folder, tmp_path):
+@pytest.mark.parametrize("edit, error, message", [
+    (lambda t: t.__setitem__("model.extra.weight", np.zeros(3, np.float32)), KeyError, "model.extra.weight is not used"),
+    (lambda t: t.pop("model.layers.1.mlp.up_proj.weight"), KeyError, r"model\.layers\.1\.mlp\.up_proj\.weight"),
+    (lambda t: t.__setitem__("model.norm.weight", np.ones(7, np.float32)), ValueError,
+     "shape mismatch for model.norm.weight"),
+], ids=["unused", "missing", "shape"])
+def test_a_bad_checkpoint_tensor_is_named(hf_folder, tmp_path, edit, error, message):
     _, path = hf_folder("llama")
-    out = _resave(tmp_path, path, lambda t: t.__setitem__("model.extra.weight", np.zeros(3, np.float32)))
-    with pytest.raises(KeyError, match="model.extra.weight is not used"):
-        M.from_pretrained(out)
-
-
-def test_missing_checkpoint_tensor_is_named(hf_folder, tmp_path):
-    _, path = hf_folder("llama")
-    out = _resave(tmp_path, path, lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
-    with pytest.raises(KeyError, match=r"model\.layers\.1\.mlp\.up_proj\.weight"):
-        M.from_pretrained(out)
-
-
-def test_shape_mismatch_is_named(hf_folder, tmp_path):
-    _, path = hf_folder("llama")
-    out = _resave(tmp_path, path, lambda t: t.__setitem__("model.norm.weight", np.ones(7, np.float32)))
-    with pytest.raises(ValueError, match="shape mismatch for model.norm.weight"):
-        M.from_pretrained(out)
+    with pytest.raises(error, match=message):
+        M.from_pretrained(_resave(tmp_path, path, edit))
 
 
 def test_sharded_checkpoint_loads(hf_folder, tmp_path):
