@@ -172,11 +172,13 @@ def test_e2e_config_is_valid(tiny_model_dir):
     assert config.data.columns == "data=mr,text=ref" and config.data.format == "data_to_text"
 
 
-def test_banking77_full_variant_trains_every_weight_in_float32(tiny_model_dir):
+def test_banking77_full_variant_trains_every_weight_in_float32(tiny_model_dir, tmp_path, monkeypatch):
     """configs/banking77.py:full: the default run with full fine-tuning, float32 weights and its own rate."""
     from ftjax.config import load_config_file, set_dotted
     from ftjax.train.config import check
 
+    (tmp_path / "categories.json").write_text(json.dumps(LABELS))  # the data set's folder, as a user points to it
+    monkeypatch.setenv("BANKING77_DIR", str(tmp_path))
     default, full = (load_config_file(ROOT / "configs" / "banking77.py", v) for v in (None, "full"))
     set_dotted(full, "model.path", str(tiny_model_dir))
     check(full)
