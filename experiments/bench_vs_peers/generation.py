@@ -33,7 +33,7 @@ from ftjax.models import from_pretrained  # noqa: E402
 from ftjax.models.config import from_hf  # noqa: E402
 from ftjax.models.loading import hf_config  # noqa: E402
 from ftjax.models.generate import Sampling, generate  # noqa: E402
-from ftjax.models.tokenizer import load_tokenizer  # noqa: E402
+from ftjax.models.tokenizer import load_tokenizer, padding_id  # noqa: E402
 from ftjax.train.bench import cpu_matmul_peak  # noqa: E402
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     tok = load_tokenizer(folder)
     ids = [tok(t, add_special_tokens=True)["input_ids"] for t in prompts(Path(a.data), a.rows)]
     cfg = from_hf(hf_config(folder))
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad = padding_id(tok)
     peak = {d: cpu_matmul_peak(jnp.dtype(d)) for d in ("float32", "bfloat16")}
     params = nnx.to_flat_state(nnx.state(from_pretrained(folder), nnx.Param))
     weights = sum(int(np.prod(v.shape)) for path, v in params if str(path[-1]) == "kernel")
