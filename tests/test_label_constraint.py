@@ -1,5 +1,7 @@
 """`eval.constrain=labels`: a generated label that is no label is replaced by the label the model finds likeliest
-(checked against log-probabilities from a plain forward pass); outputs that are labels stay as generated."""
+(checked against log-probabilities from a plain forward pass); outputs that are labels stay as generated.
+`eval.constrain=rank`: every prediction is the likeliest label (rank classification), scored with each prompt's
+KV cache shared by all labels and equal to scoring each prompt + label pair on its own."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from conftest import sft_config
 import ftjax.models as M
 from ftjax.eval.config import check
 from ftjax.eval.runner import evaluate_split, labels_only, likeliest_labels
+from ftjax.eval.scoring import label_nll, sequence_nll
 from ftjax.metrics.text import normalizer
 from ftjax.models.tokenizer import encode_prompt, load_tokenizer
 
@@ -44,6 +47,23 @@ def test_likeliest_label_equals_a_plain_forward_pass(tiny):
     assert len(set(picked)) > 1  # the prompts matter, so the comparison is not trivially one label
 
 
+@pytest.mark.parametrize("scanned", [False, True])
+def test_label_nll_with_a_shared_prompt_cache_equals_scoring_each_pair(tiny_model_dir, scanned):
+    from ftjax.models import scan
+
+    model = M.from_pretrained(tiny_model_dir)
+    if scanned:
+        scan.stack_blocks(model)
+    prompts = [[5, 9, 13], [7] * 11, [21, 4], list(range(30, 47))]  # widths that need left padding
+    targets = [[3, 2], [8, 9, 10, 2], [2], [40, 41, 42, 43, 44, 2]]  # labels of 1 to 6 tokens
+    examples = [{"input_ids": [*p, *t], "loss_mask": [0] * len(p) + [1] * len(t)} for p in prompts for t in targets]
+    want, _ = sequence_nll(model, examples, 4, progress=False)
+    got = label_nll(model, prompts, targets, rows=8)  # 2 prompts a batch: the last batch padded too
+    np.testing.assert_allclose(got, want.reshape(len(prompts), len(targets)), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="at least one token"):
+        label_nll(model, prompts, [[3], []])
+
+
 def test_labels_stay_and_non_labels_are_replaced(tiny):
     model, tok = tiny
     prompts = [encode_prompt(tok, f"w{20 + i} w{30 + i}") for i in range(4)]
@@ -66,6 +86,18 @@ def test_eval_constrain_labels_predicts_only_labels(tiny):
     assert changed and report["constrain"]["outputs_replaced"] == len(changed)  # a random model writes non-labels
     assert [p["generated"] for p in changed] == [f["prediction"] for f in free if f["prediction"] not in LABELS]
     assert report["settings"]["decoding"] == "greedy; an output that is no label replaced by the likeliest label"
+
+
+def test_eval_constrain_rank_predicts_the_likeliest_label_for_every_row(tiny):
+    model, tok = tiny
+    rows = [{"text": f"w{20 + i} w{30 + i}", "label": LABELS[i % 4]} for i in range(10)]
+    config = sft_config(**{"data.labels": ",".join(LABELS), "eval.constrain": "rank"})
+    report, preds = evaluate_split(model, tok, rows, config, metrics=["accuracy"], n_resamples=0, progress=False)
+    prompts = [encode_prompt(tok, r["text"]) for r in rows]
+    assert [p["prediction"] for p in preds] == [reference_likeliest(model, tok, q, LABELS) for q in prompts]
+    assert report["settings"]["decoding"] == "rank classification: the likeliest of the 4 labels"
+    assert report["timing"]["generated_tokens"] == 0
+    assert not any("generated" in p for p in preds)
 
 
 def test_constrain_errors_are_one_line(tiny):
@@ -91,6 +123,8 @@ def test_monitor_predicts_the_labels_eval_predicts(tiny):
 
 @pytest.mark.parametrize("setting, rows, message", [
     ("constrain=labels", [{"prompt": "w3", "completion": "w4"}], r"\(text,label rows\); got prompt_completion rows"),
+    ("constrain=rank", [{"prompt": "w3", "completion": "w4"}], r"\(text,label rows\); got prompt_completion rows"),
+    ("constrain=rank", [{"text": "w3", "label": "w4"}], "needs the label set"),
     ("constrain=labels", [{"text": "w3", "label": "w4"}], "needs the label set"),
     ("rerank=slots", [{"text": "w3", "label": "w4"}], r"\(mr,ref rows\); got classification rows")])
 def test_eval_command_refuses_unfit_decoding_before_loading_a_model(tmp_path, setting, rows, message):

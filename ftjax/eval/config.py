@@ -5,9 +5,10 @@
     rerank       "" (the best beam) or "slots": of the num_beams finished hypotheses of a data-to-text row,
                  the one with the fewest slot errors against its meaning representation (ties: beam order), as
                  the E2E systems with a slot aligner rerank their n-best lists
-    constrain    "" or "labels": a generated classification label that is none of data.labels is replaced by
-                 the label the model finds likeliest after the prompt (all labels teacher-forced), so every
-                 prediction is a label
+    constrain    "", "labels" or "rank": with "labels", a generated classification label that is none of
+                 data.labels is replaced by the label the model finds likeliest after the prompt (all labels
+                 teacher-forced), so every prediction is a label; with "rank", nothing is generated and every
+                 prediction is that likeliest label (rank classification)
     metrics      task metrics generated on the validation split during training (val_<name>, usable by
                  early stopping), e.g. "rouge_l,exact_match" or "accuracy"; "" = loss metrics only
     normalize    text normalisation before exact match / token F1
@@ -23,7 +24,7 @@ from ftjax.metrics.suite import parse_metrics
 from ftjax.metrics.text import SQUAD, normalizer
 
 RERANK = ("", "slots")  # "" = the best beam
-CONSTRAIN = ("", "labels")  # "" = any tokens
+CONSTRAIN = ("", "labels", "rank")  # "" = any tokens
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -58,12 +59,13 @@ def check_decoding(block: ml_collections.ConfigDict, task: str, head: str, label
         return
     if block.get("rerank", "") == "slots" and task != "data_to_text":
         raise ValueError(f"eval.rerank=slots reranks data-to-text outputs (mr,ref rows); got {task} rows")
-    if block.get("constrain", "") == "labels":
+    constrain = block.get("constrain", "")
+    if constrain:
         if task != "classification":
-            raise ValueError(f"eval.constrain=labels keeps generated labels to the label set (text,label rows); "
+            raise ValueError(f"eval.constrain={constrain} keeps predictions to the label set (text,label rows); "
                              f"got {task} rows")
         if not labels:
-            raise ValueError("eval.constrain=labels needs the label set: set data.labels (comma-separated)")
+            raise ValueError(f"eval.constrain={constrain} needs the label set: set data.labels (comma-separated)")
 
 
 def eval_settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

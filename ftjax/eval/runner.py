@@ -26,7 +26,7 @@ from ftjax.data.config import label_set
 from ftjax.data.encode import encode, target_token_ids
 from ftjax.eval.config import check, check_decoding, eval_settings
 from ftjax.eval.items import EvalItem, encode_items, eval_items
-from ftjax.eval.scoring import sequence_nll
+from ftjax.eval.scoring import label_nll, sequence_nll
 from ftjax.io import write_json, write_jsonl
 from ftjax.metrics.classification import OTHER, class_list
 from ftjax.metrics.slots import fewest_slot_errors
@@ -79,14 +79,16 @@ def classify_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
 
 
 def likeliest_labels(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], labels: Sequence[str],
-                     batch_size: int) -> list[str]:
+                     batch_size: int, progress: bool = False) -> list[str]:
     """For each prompt, the label whose tokens (then EOS, as training encodes a label) the model finds likeliest
-    after it: every label teacher-forced, the summed log-probability compared."""
+    after it: every label teacher-forced, the summed log-probability compared (rank classification)."""
     targets = [target_token_ids(tokenizer, label) for label in labels]
-    examples = [{"input_ids": [*p, *t], "loss_mask": [0] * len(p) + [1] * len(t)} for p in prompts for t in targets]
-    pad = padding_id(tokenizer)
-    nll, _ = sequence_nll(model, examples, batch_size, pad, progress=False)
-    return [labels[i] for i in nll.reshape(len(prompts), len(labels)).argmin(1)]
+    picks = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc="rank labels", unit="batch", file=sys.stderr,
+                      leave=False, disable=not progress or len(prompts) <= batch_size):
+        nll = label_nll(model, prompts[start:start + batch_size], targets, padding_id(tokenizer))
+        picks += [labels[i] for i in nll.argmin(1)]
+    return picks
 
 
 def labels_only(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], texts: Sequence[str],
@@ -144,8 +146,11 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
             def rerank(i: int, options: list[str]) -> int:  # a data-to-text item's prompt is its MR
                 picks.append(fewest_slot_errors(items[i].prompt, options))
                 return picks[-1]
-        texts, new_tokens = generate_texts(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
-                                           progress, beam, rerank)
+        if settings.constrain == "rank":  # no generation: the likeliest label is the prediction
+            texts, new_tokens = likeliest_labels(model, tokenizer, prompts, labels, settings.batch_size, progress), 0
+        else:
+            texts, new_tokens = generate_texts(model, tokenizer, prompts, settings.max_new_tokens,
+                                               settings.batch_size, progress, beam, rerank)
         if settings.constrain == "labels":
             generated = texts
             texts, replaced = labels_only(model, tokenizer, prompts, texts, labels,
@@ -177,7 +182,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     report |= {"bootstrap": {"resamples": n_resamples, "confidence": 0.95, "method": "percentile"},
                "settings": {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size,
                             "normalize": settings.normalize, "few_shot": len(shots),
-                            "decoding": _decoding(settings, head, bool(picks), replaced is not None),
+                            "decoding": _decoding(settings, head, bool(picks), replaced is not None, len(labels or ())),
                             "max_length": config.data.max_length},
                **({"rerank": {"by": "slot errors", "outputs_not_the_best_beam": sum(i > 0 for i in picks)}}
                   if picks else {}),
@@ -188,10 +193,13 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     return report, predictions
 
 
-def _decoding(settings: ml_collections.ConfigDict, head: str, reranked: bool, constrained: bool) -> str:
+def _decoding(settings: ml_collections.ConfigDict, head: str, reranked: bool, constrained: bool,
+              n_labels: int) -> str:
     """How the predictions were made, in words, for the report."""
     if head != "lm":
         return f"{head} head"
+    if settings.constrain == "rank":
+        return f"rank classification: the likeliest of the {n_labels} labels"
     if settings.num_beams == 1:
         words = "greedy"
     else:

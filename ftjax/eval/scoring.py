@@ -20,7 +20,8 @@ from flax import nnx
 from tqdm import tqdm
 
 from ftjax.loss import target_positions, token_nll_hits
-from ftjax.models.generate import bucket
+from ftjax.models.generate import bucket, left_pad
+from ftjax.models.layers import cache_rows
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))
@@ -79,3 +80,63 @@ def sequence_scores(model: nnx.Module, examples: Sequence[dict], batch_size: int
         count.append(np.asarray(k)[:real])
         hits.append(np.asarray(h)[:real])
     return tuple(np.concatenate(x).astype(np.float64) for x in (nll, count, hits))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))
+def _label_nll(graphdef, state, ids, mask, labels, index, chunk: int):
+    """[b, k] summed NLL of each of k labels after each of b prompts. ids/mask [b, p]: left-padded prompts;
+    labels [k, l]: each label's target tokens, right-padded with -1; index [m]: the flat positions into
+    [b * k, l - 1] whose next token is a real label token."""
+    model = nnx.merge(graphdef, state)
+    b, p = ids.shape
+    k, l = labels.shape
+    positions = jnp.maximum(jnp.cumsum(mask, -1) - 1, 0).astype(jnp.int32)
+    h, cache = model.hidden_states(ids, positions=positions, attention_mask=mask,
+                                   cache=model.init_cache(b, p + l - 1))
+    # every label's first token follows the prompt's last position: one distribution per prompt
+    logp = jax.nn.log_softmax(model.logits(h[:, -1]).astype(jnp.float32), -1)
+    total = -logp[:, labels[:, 0]]
+    if not index.shape[0]:  # one-token labels: nothing follows
+        return total
+    # the rest run as one chunk per (prompt, label) on a copy of the prompt's cache
+    tokens = jnp.tile(jnp.maximum(labels, 0), (b, 1))
+    pos = jnp.repeat(positions[:, -1] + 1, k)[:, None] + jnp.arange(l - 1)[None]
+    h, _ = model.hidden_states(tokens[:, :-1], positions=pos, attention_mask=jnp.tile(labels[:, :-1] >= 0, (b, 1)),
+                               cache=cache_rows(cache, jnp.repeat(jnp.arange(b), k)))
+    m = index.shape[0]
+    index, valid = jnp.pad(index, (0, -m % chunk)), jnp.arange(m + -m % chunk) < m
+    hs = jnp.take(h.reshape(-1, h.shape[-1]), index, axis=0).reshape(-1, chunk, h.shape[-1])
+    ys = jnp.take(tokens[:, 1:].reshape(-1), index).reshape(-1, chunk)
+    nll = jax.lax.map(lambda c: token_nll_hits(model.logits(c[0]), c[1])[0], (hs, ys)).reshape(-1)
+    rest = jax.ops.segment_sum(jnp.where(valid, nll, 0.0), index // (l - 1), b * k)
+    return total + rest.reshape(b, k)
+
+
+def label_nll(model: nnx.Module, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+              pad_id: int = 0, rows: int = 512, chunk: int = 64) -> np.ndarray:
+    """[prompts, targets] summed NLL of every target (a label's tokens and EOS) after every prompt: the same
+    figures as sequence_nll over each prompt + target pair, with each prompt run once and its KV cache shared by
+    all targets (a 77-label set costs the prompt once, not 77 times). About `rows` prompt-target pairs go
+    through the model at a time."""
+    if not prompts:
+        return np.zeros((0, len(targets)))
+    if not targets or any(len(t) == 0 for t in targets):
+        raise ValueError("every target needs at least one token")
+    k, width = len(targets), max(map(len, targets)) + 1  # >= 2, so that the chunk after the prompt is never empty
+    labels = np.full((k, width), -1, np.int32)  # -1: padding (read as invalid, never as a token)
+    for j, t in enumerate(targets):
+        labels[j, :len(t)] = t
+    per_batch = max(1, min(len(prompts), rows // k))
+    follows = (labels[:, 1:] >= 0).reshape(-1)  # [k * (width - 1)]: the position predicts a real token
+    index = (np.arange(per_batch)[:, None] * follows.size + np.flatnonzero(follows)[None]).reshape(-1)
+    graphdef, state = nnx.split(model)
+    out = []
+    for start in range(0, len(prompts), per_batch):
+        batch = list(prompts[start:start + per_batch])
+        real = len(batch)
+        batch += [batch[0]] * (per_batch - real)  # a full last batch reuses the compiled shape
+        ids, mask = left_pad(batch, pad_id)
+        nll = _label_nll(graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(labels),
+                         jnp.asarray(index), min(chunk, index.size or 1))
+        out.append(np.asarray(nll, np.float64)[:real])
+    return np.concatenate(out)

@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from ftjax.models.generate import cut_at_stops, left_pad
+from ftjax.models.layers import cache_rows
 
 NEG = -1.0e9
 
@@ -89,8 +90,7 @@ def _search(graphdef, state, ids, mask, beam: Beam):
         fin_seq = gather(jnp.concatenate([fin_seq, cand], 1), best)
         finished = gather(jnp.concatenate([finished, new], 1), best)
         # decode the continuing beams' tokens, with their caches reordered
-        cache = dict(cache, k=_rows(cache["k"], rows), v=_rows(cache["v"], rows), pos=cache["pos"][rows],
-                     valid=cache["valid"][rows])
+        cache = cache_rows(cache, rows)
         last = seq[:, p + step]
         pos = pos[rows] + 1
         h, cache = model.hidden_states(last[:, None], positions=pos[:, None], attention_mask=jnp.ones((b * k, 1), bool),
@@ -131,7 +131,3 @@ def beam_search(model: nnx.Module, prompts: Sequence[Sequence[int]], beam: Beam 
     """The best beam's new tokens for each prompt, cut before the first stop token."""
     return [hypotheses[0][0] for hypotheses in beam_candidates(model, prompts, beam, pad_id)]
 
-
-def _rows(kv: list | jax.Array, rows: jax.Array) -> list | jax.Array:
-    """Per-layer keys or values with their batch rows reordered (a stacked cache has layers first)."""
-    return kv[:, rows] if isinstance(kv, jax.Array) else [x[rows] for x in kv]

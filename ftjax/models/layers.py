@@ -146,3 +146,10 @@ def init_cache(num_layers: int, batch: int, max_len: int, kv_heads: int, head_di
         "valid": jnp.zeros((batch, max_len), bool),
         "index": jnp.zeros((), jnp.int32),
     }
+
+
+def cache_rows(cache: dict, rows: Array) -> dict:
+    """The cache with its batch rows taken in the order `rows` (repeated, reordered); a stacked cache's k/v have
+    layers first."""
+    take = lambda kv: kv[:, rows] if isinstance(kv, jax.Array) else [x[rows] for x in kv]
+    return dict(cache, k=take(cache["k"]), v=take(cache["v"]), pos=cache["pos"][rows], valid=cache["valid"][rows])

@@ -22,7 +22,7 @@ from ftjax.data.config import label_set
 from ftjax.data.formats import linearise
 from ftjax.data.sources import where
 from ftjax.eval.config import eval_settings
-from ftjax.eval.runner import classify_texts, generate_texts, labels_only
+from ftjax.eval.runner import classify_texts, generate_texts, labels_only, likeliest_labels
 from ftjax.metrics.classification import OTHER
 from ftjax.metrics.text import normalizer
 from ftjax.models.heads import head_name, head_type
@@ -73,8 +73,10 @@ class ModelView:
             return classify_texts(self.model, self.tokenizer, prompts, self.config.data.max_length,
                                   self.batch_size, head_name(self.config))[0]
         settings = eval_settings(self.config)
+        if settings.constrain == "rank":  # as `ftjax eval` predicts
+            return likeliest_labels(self.model, self.tokenizer, prompts, self.labels, self.batch_size)
         texts, _ = generate_texts(self.model, self.tokenizer, prompts, settings.max_new_tokens, self.batch_size)
-        if settings.constrain == "labels":  # as `ftjax eval` predicts
+        if settings.constrain == "labels":
             texts, _ = labels_only(self.model, self.tokenizer, prompts, texts, self.labels,
                                    normalizer(settings.normalize), self.batch_size)
         known = {label.lower(): label for label in self.labels}
