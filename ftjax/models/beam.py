@@ -130,4 +130,3 @@ def beam_search(model: nnx.Module, prompts: Sequence[Sequence[int]], beam: Beam 
                 ) -> list[list[int]]:
     """The best beam's new tokens for each prompt, cut before the first stop token."""
     return [hypotheses[0][0] for hypotheses in beam_candidates(model, prompts, beam, pad_id)]
-
