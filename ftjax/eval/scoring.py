@@ -24,6 +24,16 @@ from ftjax.models.generate import bucket, left_pad
 from ftjax.models.layers import cache_rows
 
 
+def _picked_nll(model: nnx.Module, h: jax.Array, targets: jax.Array, index: jax.Array, chunk: int
+                ) -> tuple[jax.Array, jax.Array]:
+    """(NLL, whether it is the argmax) of targets[index] given hidden states h[index] ([n, d], [n]): the output
+    head runs on `chunk` gathered positions at a time (len(index) is a multiple of chunk)."""
+    hs = jnp.take(h, index, axis=0).reshape(-1, chunk, h.shape[-1])
+    ys = jnp.take(targets, index).reshape(-1, chunk)
+    nll, hit = jax.lax.map(lambda x: token_nll_hits(model.logits(x[0]), x[1]), (hs, ys))
+    return nll.reshape(-1), hit.reshape(-1)
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "chunk"))
 def _nll(graphdef, state, ids, mask, index, valid, chunk: int):
     """Per-row (NLL sum, target count, targets that are the argmax); index/valid [k]: flat positions (into b * t)
@@ -36,10 +46,7 @@ def _nll(graphdef, state, ids, mask, index, valid, chunk: int):
     k = index.shape[0]
     pad = -k % chunk
     index, valid = jnp.pad(index, (0, pad)), jnp.pad(valid, (0, pad))
-    hs = jnp.take(h.reshape(-1, d), index, axis=0).reshape(-1, chunk, d)
-    ys = jnp.take(targets, index).reshape(-1, chunk)
-    nll, hit = jax.lax.map(lambda x: token_nll_hits(model.logits(x[0]), x[1]), (hs, ys))
-    nll, hit = nll.reshape(-1), hit.reshape(-1)
+    nll, hit = _picked_nll(model, h.reshape(-1, d), targets, index, chunk)
     rows = index // t
     return (jax.ops.segment_sum(jnp.where(valid, nll, 0.0), rows, b),
             jax.ops.segment_sum(valid.astype(jnp.int32), rows, b),
@@ -105,9 +112,7 @@ def _label_nll(graphdef, state, ids, mask, labels, index, chunk: int):
                                cache=cache_rows(cache, jnp.repeat(jnp.arange(b), k)))
     m = index.shape[0]
     index, valid = jnp.pad(index, (0, -m % chunk)), jnp.arange(m + -m % chunk) < m
-    hs = jnp.take(h.reshape(-1, h.shape[-1]), index, axis=0).reshape(-1, chunk, h.shape[-1])
-    ys = jnp.take(tokens[:, 1:].reshape(-1), index).reshape(-1, chunk)
-    nll = jax.lax.map(lambda c: token_nll_hits(model.logits(c[0]), c[1])[0], (hs, ys)).reshape(-1)
+    nll, _ = _picked_nll(model, h.reshape(-1, h.shape[-1]), tokens[:, 1:].reshape(-1), index, chunk)
     rest = jax.ops.segment_sum(jnp.where(valid, nll, 0.0), index // (l - 1), b * k)
     return total + rest.reshape(b, k)
 
