@@ -99,3 +99,19 @@ def test_generation_benchmark_runs_both_and_they_agree_in_float32(tiny_model_dir
                                                   "transformers bfloat16"]
     assert report["greedy_rows_equal"]["float32"] == 1.0
     assert all(r["new_tokens_per_s"] > 0 for r in report["rows"])
+
+
+def test_matmul_bench_reports_every_shape_and_the_compiled_root(monkeypatch, capsys):
+    """matmul.py prints one row per shape with XLA's time and the compiled module's root op (so a flag that
+    changes nothing shows it); PyTorch's columns when torch is installed."""
+    sys.path.insert(0, str(HERE))
+    import matmul
+
+    monkeypatch.setattr(matmul, "SHAPES", [(8, 16, 4), (4, 8, 2)])
+    monkeypatch.setattr(sys, "argv", ["matmul.py", "--reps=1"])
+    matmul.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| 8 x", "| 4 x"))]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and "dot" in cells[3]
