@@ -5,6 +5,7 @@ KV cache shared by all labels and equal to scoring each prompt + label pair on i
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -14,7 +15,7 @@ from conftest import sft_config
 import ftjax.models as M
 from ftjax.eval.config import check
 from ftjax.eval.runner import evaluate_split, labels_only, likeliest_labels
-from ftjax.eval.scoring import label_nll, sequence_nll
+from ftjax.eval.scoring import label_nll, length_groups, sequence_nll
 from ftjax.metrics.text import normalizer
 from ftjax.models.tokenizer import encode_prompt, load_tokenizer
 
@@ -62,6 +63,23 @@ def test_label_nll_with_a_shared_prompt_cache_equals_scoring_each_pair(tiny_mode
     np.testing.assert_allclose(got, want.reshape(len(prompts), len(targets)), rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="at least one token"):
         label_nll(model, prompts, [[3], []])
+
+
+def test_length_groups_pad_least_and_cover_every_target_once():
+    def positions(lengths, groups):
+        return sum(len(g) * (max(lengths[i] for i in g) - 1) for g in groups)
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        lengths = rng.integers(1, 10, rng.integers(1, 8)).tolist()
+        groups = length_groups(lengths)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths))) and len(groups) <= 3
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        cuts = [c for r in range(3) for c in itertools.combinations(range(1, len(lengths)), r)]
+        fewest = min(positions(lengths, [order[a:b] for a, b in zip((0, *c), (*c, len(lengths)))]) for c in cuts)
+        assert positions(lengths, groups) == fewest
+    assert length_groups([2, 2, 2]) == [[0, 1, 2]]  # nothing to save: one group, one pass over the prompts
+    assert length_groups([3, 17, 3], most=1) == [[0, 2, 1]]
 
 
 def test_labels_stay_and_non_labels_are_replaced(tiny):
