@@ -43,20 +43,49 @@ def test_the_bench_feeds_the_trainers_batch_layout():
         assert ours[key].dtype == theirs[key].dtype and np.array_equal(ours[key], theirs[key]), key
 
 
+def test_packed_bench_rows_keep_every_token_and_target_in_its_own_segment():
+    """ftjax_lora.pack (the side-by-side's `--ftjax_packed` run): each row's tokens and target marks land in one
+    segment whose positions restart at 0, nothing is lost or repeated, and the steps share one, smaller shape."""
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    from ftjax_lora import ftjax_batch, pack
+
+    rng = np.random.default_rng(0)
+    steps, b, t = 3, 6, 16
+    lengths = rng.integers(2, 9, (steps, b))
+    attn = np.arange(t)[None, None] < lengths[..., None]
+    ids = np.where(attn, rng.integers(1, 50, (steps, b, t)), 0).astype(np.int32)
+    loss = attn & (np.arange(t) >= 2)  # the first two tokens of each row are its prompt
+    packed = pack({"input_ids": ids, "attention_mask": attn, "loss_mask": loss})
+    assert packed["input_ids"].shape[0] == steps and packed["input_ids"].shape[1] < b
+    for step in range(steps):
+        got = []
+        for row in range(packed["input_ids"].shape[1]):
+            seg = packed["segment_ids"][step, row]
+            assert np.array_equal(seg > 0, packed["attention_mask"][step, row])
+            for s in set(seg[seg > 0].tolist()):
+                at = seg == s
+                assert np.array_equal(packed["positions"][step, row][at], np.arange(at.sum()))
+                got.append((tuple(packed["input_ids"][step, row][at]), tuple(packed["loss_mask"][step, row][at])))
+        want = [(tuple(ids[step, r, :n]), tuple(loss[step, r, :n])) for r, n in enumerate(lengths[step])]
+        assert sorted(got) == sorted(want)
+    batch = ftjax_batch(packed, 0)
+    assert batch["valid"].sum() == loss[0].sum()  # the same targets, none across a segment boundary
+
+
 @pytest.mark.long
 def test_peft_and_ftjax_train_the_same_rows_to_the_same_first_loss(tiny_model_dir, tmp_path):
     """Both frameworks see identical batches and the same masked loss: their first losses (before any update)
     agree, both fall, and both report non-zero gradients. Tunix is skipped when its venv is absent."""
     pytest.importorskip("peft")
-    data = ROOT.parent / "shared" / "data" / "e2e" / "devset.csv"
-    if not data.is_file():
-        data = tmp_path / "e2e.csv"
-        data.write_text("mr,ref\n" + "".join(f'"name[w{i}], area[w{i + 1}]","w{i} is in w{i + 1} w9 w7 ."\n'
-                                             for i in range(10, 60)))
+    data = tmp_path / "e2e.csv"  # short rows, so that the packed run has rows to pack
+    data.write_text("mr,ref\n" + "".join(f'"name[w{i}], area[w{i + 1}]","w{i} is in w{i + 1} w9 w7 ."\n'
+                                         for i in range(10, 130)))
     out = tmp_path / "bench"
     done = subprocess.run([sys.executable, str(HERE / "run.py"), f"--model={tiny_model_dir}", f"--data={data}",
-                           "--frameworks=peft,tunix,ftjax", "--steps=4", "--warmup=1", "--batch=2", "--length=32",
-                           "--lr=1e-2", f"--out={out}", f"--tunix_python={tmp_path / 'none'}"],
+                           "--frameworks=peft,tunix,ftjax", "--steps=4", "--warmup=1", "--batch=4", "--length=32",
+                           "--lr=1e-2", "--ftjax_packed", f"--out={out}", f"--tunix_python={tmp_path / 'none'}"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())["results"]
@@ -68,7 +97,10 @@ def test_peft_and_ftjax_train_the_same_rows_to_the_same_first_loss(tiny_model_di
         assert ours["trainable_params"] == peft["trainable_params"]
         for r in (peft, ours):
             assert r["loss_fell"] and min(r["grad_norms"]) > 0 and r["tokens_per_s"] > 0
-    assert "| sft | ftjax | float32 | 2x32 |" in (out / "results.md").read_text()
+    packed = next(r for r in results if r["framework"] == "ftjax (packed)")  # sft only: `all` has no padding
+    assert packed["losses"][0] == pytest.approx(peft["losses"][0], rel=1e-4) and packed["loss_fell"]
+    assert int(packed["shape"].split("x")[0]) < 4 and packed["targets_per_step"] == ours["targets_per_step"]
+    assert "| sft | ftjax | float32 | 4x32 |" in (out / "results.md").read_text()
 
 
 @pytest.mark.long

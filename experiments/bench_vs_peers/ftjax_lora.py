@@ -1,7 +1,10 @@
 """ftjax: the trainer's own jitted, sharded step (ftjax.train.setup, as `ftjax train` builds it), fed the same
 batches: LoRA on every linear layer, AdamW, loss only at target positions (ftjax/loss.py).
 
-    python ftjax_lora.py MODEL_DIR BATCHES.npz RESULT.json --rank=16 --warmup=2 --lr=1e-4 --dtype=float32
+    python ftjax_lora.py MODEL_DIR BATCHES.npz RESULT.json --rank=16 --warmup=2 --lr=1e-4 --dtype=float32 [--pack]
+
+--pack: each step's rows packed into fewer rows of the same length first (`pack`, as data.packing packs them in
+`ftjax train`): the same tokens and targets, less padding to compute.
 """
 
 from __future__ import annotations
@@ -13,6 +16,39 @@ import numpy as np
 from workload import load, time_steps, worker_parser, write_result
 
 
+def pack(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every step's rows placed first-fit, longest first, into rows of the same length T; each step gets as many
+    rows as the fullest step needs (the spare ones stay padding, so every step has one shape). Adds segment_ids
+    (1..k along a row, 0 on padding) and positions restarting at 0 in each segment."""
+    steps, b, t = arrays["input_ids"].shape
+    lengths = arrays["attention_mask"].sum(-1)  # rows are right-padded: the real tokens come first
+    bins = []  # per step: [(free, [row, ...]), ...]
+    for step in range(steps):
+        rows: list[list] = []
+        for r in sorted(range(b), key=lambda r: -lengths[step, r]):
+            fit = next((row for row in rows if row[0] >= lengths[step, r]), None)
+            if fit is None:
+                rows.append(fit := [t, []])
+            fit[0] -= lengths[step, r]
+            fit[1].append(r)
+        bins.append(rows)
+    width = max(len(rows) for rows in bins)
+    out = {k: np.zeros((steps, width, t), v.dtype) for k, v in arrays.items()}
+    out["segment_ids"] = np.zeros((steps, width, t), np.int32)
+    out["positions"] = np.zeros((steps, width, t), np.int32)
+    for step, rows in enumerate(bins):
+        for i, (_, members) in enumerate(rows):
+            at = 0
+            for seg, r in enumerate(members, 1):
+                n = lengths[step, r]
+                for k, v in arrays.items():
+                    out[k][step, i, at:at + n] = v[step, r, :n]
+                out["segment_ids"][step, i, at:at + n] = seg
+                out["positions"][step, i, at:at + n] = np.arange(n)
+                at += n
+    return out
+
+
 def ftjax_batch(arrays: dict[str, np.ndarray], i: int, targets: int = 64) -> dict[str, np.ndarray]:
     """Step i's batch in the trainer's layout: targets are the next tokens, so the mask shifts left by one.
     `targets`: pad the target list to at least this many (the bench passes the most any step has, so every step
@@ -21,10 +57,13 @@ def ftjax_batch(arrays: dict[str, np.ndarray], i: int, targets: int = 64) -> dic
 
     ids, attn = arrays["input_ids"][i], arrays["attention_mask"][i]
     loss = np.zeros_like(attn)
-    loss[:, :-1] = arrays["loss_mask"][i][:, 1:]
-    batch = {"inputs": ids, "targets": np.roll(ids, -1, axis=1), "attention_mask": attn,
-             "positions": np.maximum(np.cumsum(attn, 1) - 1, 0).astype(np.int32),
-             "segment_ids": attn.astype(np.int32), "values": np.zeros(ids.shape, np.float32)}
+    loss[:, :-1] = arrays["loss_mask"][i][:, 1:]  # a segment's first token is never a target, so none crosses
+    if "segment_ids" in arrays:  # packed rows
+        segments, positions = arrays["segment_ids"][i], arrays["positions"][i]
+    else:
+        segments, positions = attn.astype(np.int32), np.maximum(np.cumsum(attn, 1) - 1, 0).astype(np.int32)
+    batch = {"inputs": ids, "targets": np.roll(ids, -1, axis=1), "attention_mask": attn, "positions": positions,
+             "segment_ids": segments, "values": np.zeros(ids.shape, np.float32)}
     batch = {k: v[None] for k, v in batch.items()}  # one micro-batch
     batch["index"], batch["valid"] = target_positions(loss[None], minimum=targets)
     batch["weight"] = batch["valid"].astype(np.float32)  # every example at weight 1, as in the trainer
@@ -35,6 +74,7 @@ def main() -> None:
     p = worker_parser(__doc__)
     p.add_argument("--attention", default="auto")
     p.add_argument("--remat", default="none")
+    p.add_argument("--pack", action="store_true", help="pack each step's rows into fewer rows first")
     a = p.parse_args()
     import jax
 
@@ -43,6 +83,8 @@ def main() -> None:
     from ftjax.train.setup import setup
 
     arrays = load(Path(a.batches))
+    if a.pack:
+        arrays = pack(arrays)
     steps, b, t = arrays["input_ids"].shape
     config = load_config_file(Path(__file__).resolve().parents[2] / "configs" / "sft.py", None)
     config.unlock()
@@ -67,7 +109,7 @@ def main() -> None:
     analysis = cost.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     write_result(Path(a.result), result | {
-        "framework": "ftjax", "trainable_params": r.counts["trainable_params"], "dtype": a.dtype,
+        "framework": "ftjax (packed)" if a.pack else "ftjax", "shape": f"{b}x{t}", "trainable_params": r.counts["trainable_params"], "dtype": a.dtype,
         "attention": r.eval_model(state).attention_layers()[0].implementation,
         "hlo_flops_per_step": float(analysis.get("flops", 0.0)),
         "hlo_bytes_accessed_per_step": float(analysis.get("bytes accessed", 0.0)),

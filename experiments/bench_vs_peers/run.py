@@ -92,6 +92,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--dtype", default="float32", help="every framework's weights (ftjax also: --ftjax_dtypes)")
     p.add_argument("--ftjax_dtypes", default="", help="extra ftjax runs, e.g. bfloat16")
+    p.add_argument("--ftjax_packed", action="store_true",
+                   help="one more ftjax run on `sft`: each step's rows packed into fewer rows of the same length")
     p.add_argument("--batch", type=int, default=0, help="override the workload's batch size")
     p.add_argument("--length", type=int, default=0, help="override the workload's sequence length")
     p.add_argument("--tunix_python", default=str(ROOT / "runs" / "tunix-venv" / "bin" / "python"))
@@ -119,18 +121,20 @@ def main() -> None:
         batches = out / f"{kind}.npz"
         np.savez(batches, **arrays)
         shape = "x".join(map(str, arrays["input_ids"].shape[1:]))
-        runs = [(f, a.dtype) for f in a.frameworks.split(",")]
-        runs += [("ftjax", d) for d in a.ftjax_dtypes.split(",") if d and "ftjax" in a.frameworks]
-        for framework, dtype in runs:
+        runs = [(f, a.dtype, []) for f in a.frameworks.split(",")]
+        runs += [("ftjax", d, []) for d in a.ftjax_dtypes.split(",") if d and "ftjax" in a.frameworks]
+        if a.ftjax_packed and kind == "sft" and "ftjax" in a.frameworks:
+            runs.append(("ftjax", a.dtype, ["--pack"]))
+        for framework, dtype, extra in runs:
             python = interpreter(framework, a.tunix_python)
             row = {"workload": kind, "framework": framework, "shape": shape, "dtype": dtype}
             if python is None:
                 results.append(row | {"error": f"not installed ({a.tunix_python} missing)"})
                 continue
-            result = out / f"{kind}_{framework}_{dtype}.json"
+            result = out / f"{kind}_{framework}_{dtype}{'_packed' if extra else ''}.json"
             cmd = [python, str(HERE / WORKERS[framework]), str(folder), str(batches), str(result),
-                   f"--rank={a.rank}", f"--warmup={a.warmup}", f"--lr={a.lr}", f"--dtype={dtype}"]
-            print(f"[{time.strftime('%H:%M:%S')}] {kind}: {framework} ({dtype})", flush=True)
+                   f"--rank={a.rank}", f"--warmup={a.warmup}", f"--lr={a.lr}", f"--dtype={dtype}", *extra]
+            print(f"[{time.strftime('%H:%M:%S')}] {kind}: {framework} ({dtype}) {' '.join(extra)}", flush=True)
             done = subprocess.run(cmd, env=env, cwd=HERE, stderr=subprocess.PIPE, text=True)
             if done.returncode:
                 tail = done.stderr.strip().splitlines()[-1:] or ["?"]
