@@ -19,10 +19,11 @@ from workload import load, time_steps, worker_parser, write_result
 def pack(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every step's rows placed first-fit, longest first, into rows of the same length T; each step gets as many
     rows as the fullest step needs (the spare ones stay padding, so every step has one shape). Adds segment_ids
-    (1..k along a row, 0 on padding) and positions restarting at 0 in each segment."""
+    (1..k along a row, 0 on padding) and positions restarting at 0 in each segment. Per step, so each step keeps
+    the rows the other frameworks train on (the trainer's grain packer fills rows across the whole stream)."""
     steps, b, t = arrays["input_ids"].shape
     lengths = arrays["attention_mask"].sum(-1)  # rows are right-padded: the real tokens come first
-    bins = []  # per step: [(free, [row, ...]), ...]
+    bins = []  # per step: [[free tokens, [row, ...]], ...], one entry per packed row
     for step in range(steps):
         rows: list[list] = []
         for r in sorted(range(b), key=lambda r: -lengths[step, r]):
@@ -109,7 +110,8 @@ def main() -> None:
     analysis = cost.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     write_result(Path(a.result), result | {
-        "framework": "ftjax (packed)" if a.pack else "ftjax", "shape": f"{b}x{t}", "trainable_params": r.counts["trainable_params"], "dtype": a.dtype,
+        "framework": "ftjax (packed)" if a.pack else "ftjax", "shape": f"{b}x{t}", "dtype": a.dtype,
+        "trainable_params": r.counts["trainable_params"],
         "attention": r.eval_model(state).attention_layers()[0].implementation,
         "hlo_flops_per_step": float(analysis.get("flops", 0.0)),
         "hlo_bytes_accessed_per_step": float(analysis.get("bytes accessed", 0.0)),
