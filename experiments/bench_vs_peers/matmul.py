@@ -64,9 +64,9 @@ def main() -> None:
         xla_s, kinds = _jax_row(m, k, n, args.reps)
         torch_s = _torch_row(m, k, n, args.reps)
         torch_cells = (
-            f"{torch_s * 1e3:.1f} | {flops / torch_s / 1e9:.0f} | {xla_s / torch_s:.2f}" if torch_s else "- | - | -"
+            f"{torch_s * 1e3:.3f} | {flops / torch_s / 1e9:.0f} | {xla_s / torch_s:.2f}" if torch_s else "- | - | -"
         )
-        print(f"| {m} x {k} x {n} | {xla_s * 1e3:.1f} | {flops / xla_s / 1e9:.0f} | {kinds} | {torch_cells} |")
+        print(f"| {m} x {k} x {n} | {xla_s * 1e3:.3f} | {flops / xla_s / 1e9:.0f} | {kinds} | {torch_cells} |")
 
 
 if __name__ == "__main__":
