@@ -186,6 +186,25 @@ def test_the_report_averages_over_seeds(fake, overrides, tmp_path):
     assert best["mean"] == pytest.approx(0.1 + 0.005 + 1 / 6) and best["std"] == pytest.approx(0.01 / 2 ** 0.5)
 
 
+def test_studies_of_other_seeds_report_together(fake, overrides, tmp_path):
+    """experiments/multitask/mixture_table.py: a seed added in a study of its own (a grid cannot grow) averages
+    with the first study's seeds as one study over both would."""
+    from ftjax.sweep.report import write_report
+
+    for seeds, folder in (("0|1", "a"), ("2", "b")):
+        b = block(overrides, space=f"train.seed={seeds} train.learning_rate=0.1|0.3", also="perplexity")
+        write_report(*sweep(b, tmp_path / folder)[:1], b, tmp_path / folder, "loss", "minimize")
+    script = ROOT / "experiments" / "multitask" / "mixture_table.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "a"), str(tmp_path / "b"),
+                          f"--plot={tmp_path / 'p.png'}"], capture_output=True, text=True, check=True).stdout
+    assert "| train.learning_rate | loss | perplexity | n | minutes |" in out
+    mean = 0.1 + 0.01 + 1 / 6  # the fake trainer's loss: rate + seed / 100 + 1/6 at its best checkpoint, seeds 0-2
+    assert f"| 0.1 | {mean:.2f} ± 0.01 |" in out and out.count(" | 3 | ") == 2 and (tmp_path / "p.png").is_file()
+    twice = subprocess.run([sys.executable, str(script), str(tmp_path / "a"), str(tmp_path / "a")],
+                           capture_output=True, text=True)
+    assert twice.returncode != 0 and "a folder is given twice" in twice.stderr
+
+
 def test_linked_keys_set_each_key_of_a_choice(fake, overrides, tmp_path):
     from ftjax.sweep.report import write_report
 

@@ -10,8 +10,12 @@ loss beside it (sweep.also), both at each trial's best checkpoint (the mean of t
 Default: 3 rates x 3 seeds at the full 330 steps (about an hour a trial on a 2-core CPU, minutes on a GPU).
 Variant `cpu`: 110 steps (a third of the schedule), seeds 0|1, about 20 minutes a trial here. Trials run seed by
 seed (the seed is the grid's first key), so `--max_trials=3` compares the three rates on seed 0 and a later run of
-the same command adds the next seed. The generated E2E metrics (BLEU, slot errors) need
-`ftjax eval --task=e2e_nlg` on the trials' workdirs afterwards.
+the same command adds the next seed. Variant `cpu_seed2`: the third seed in a study of its own (a study's grid
+cannot grow: Optuna fixes a choice's values once a trial has used them); experiments/multitask/mixture_table.py
+reports the studies together. The generated E2E metrics (BLEU, slot errors) need `ftjax eval --task=e2e_nlg` on
+the trials' workdirs afterwards.
+
+    ftjax sweep --config=configs/sweeps/mixture_rates.py:cpu_seed2 --workdir=runs/sweeps/mixture_rates_cpu_seed2
 """
 
 from ftjax.sweep.config import preset
@@ -24,4 +28,5 @@ CPU = "train.steps=110 train.eval_every=55 checkpoint.every=55"
 def get_config(arg=None):
     return preset("configs/sweeps/mixture_rates.py", arg,
                   default=dict(base=BASE, space=f"train.seed=0|1|2 {RATES}", also="e2e_nlg/loss"),
-                  cpu=dict(base=BASE, space=f"train.seed=0|1 {RATES}", overrides=CPU, also="e2e_nlg/loss"))
+                  cpu=dict(base=BASE, space=f"train.seed=0|1 {RATES}", overrides=CPU, also="e2e_nlg/loss"),
+                  cpu_seed2=dict(base=BASE, space=f"train.seed=2 {RATES}", overrides=CPU, also="e2e_nlg/loss"))
