@@ -16,6 +16,9 @@ reports the studies together. The generated E2E metrics (BLEU, slot errors) need
 the trials' workdirs afterwards.
 
     ftjax sweep --config=configs/sweeps/mixture_rates.py:cpu_seed2 --workdir=runs/sweeps/mixture_rates_cpu_seed2
+
+Reached (`cpu` + `cpu_seed2`, 3 seeds, validation): Banking77 accuracy 78.7 +- 0.6 (fixed), 76.1 +- 1.5
+(temperature), 70.9 +- 5.1 (proportional); E2E loss 1.264, 1.233, 1.218 (experiments/multitask/README.md).
 """
 
 from ftjax.sweep.config import preset
