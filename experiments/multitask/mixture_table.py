@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 from pathlib import Path
 
 from ftjax.sweep.report import COSTS, settings_table
+from ftjax.sweep.space import parse_value
 
 FIXED = {"trial", "state", "value", "steps", "workdir", *COSTS}
 
@@ -38,7 +38,8 @@ def read_rows(folders: list[Path]) -> tuple[list[dict], list[str], list[str], st
             if columns is not None and reader.fieldnames != columns:
                 raise SystemExit(f"{path}: columns {reader.fieldnames} differ from the first folder's {columns}")
             columns = reader.fieldnames
-            rows += [{k: _number(v) for k, v in row.items()} for row in reader if row["state"] == "complete"]
+            rows += [{k: parse_value(v) if v else None for k, v in row.items()}
+                     for row in reader if row["state"] == "complete"]
         best = folder / "best.json"
         metrics.add(json.loads(best.read_text())["metric"] if best.is_file() else "value")
     if len(metrics) > 1:
@@ -47,15 +48,6 @@ def read_rows(folders: list[Path]) -> tuple[list[dict], list[str], list[str], st
     also = after_value[:after_value.index("steps")]
     keys = [c for c in columns[:columns.index("value")] if c not in FIXED]
     return rows, keys, also, metrics.pop()
-
-
-def _number(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text if text else None
 
 
 def plot(rows: list[dict], table: list[dict], key: str, metric: str, also: list[str], out: Path) -> None:
@@ -70,7 +62,7 @@ def plot(rows: list[dict], table: list[dict], key: str, metric: str, also: list[
         for x, setting in enumerate(table):
             values = [r[column] for r in rows if r[key] == setting[key] and r[column] is not None]
             ax.scatter([x] * len(values), values, color="tab:blue", alpha=0.6, zorder=3)
-            mean = statistics.fmean(values)
+            mean = setting["mean" if column == "value" else column]  # settings_table's mean over the seeds
             ax.hlines(mean, x - 0.25, x + 0.25, color="black", zorder=4)
             ax.annotate(f"{mean:.4g}", (x + 0.28, mean), va="center", fontsize=8)
         ax.set_xticks(range(len(names)), names)
