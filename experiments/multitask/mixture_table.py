@@ -85,7 +85,7 @@ def main() -> None:
     rows, keys, also, metric = read_rows(args.folders)
     if not rows:
         raise SystemExit("no completed trials in " + ", ".join(map(str, args.folders)))
-    table = sorted(settings_table(rows, keys, "train.seed", also), key=lambda t: -t["mean"])
+    table = settings_table(rows, keys, "train.seed", also)  # in grid order: the metric may be one to minimise
     setting_keys = [k for k in keys if k != "train.seed"]
     print("| " + " | ".join([*setting_keys, metric, *also, "n", "minutes"]) + " |")
     print("|" + "---|" * (len(setting_keys) + len(also) + 3))
