@@ -21,6 +21,7 @@ pytest.importorskip("optuna")
 
 from conftest import ROOT, run_ftjax, write_rows  # noqa: E402
 
+from ftjax.io import write_json  # noqa: E402
 from ftjax.sweep import config as sweep_config  # noqa: E402
 from ftjax.sweep import trial as trials  # noqa: E402
 from ftjax.sweep.study import sweep  # noqa: E402
@@ -194,12 +195,20 @@ def test_studies_of_other_seeds_report_together(fake, overrides, tmp_path):
     for seeds, folder in (("0|1", "a"), ("2", "b")):
         b = block(overrides, space=f"train.seed={seeds} train.learning_rate=0.1|0.3", also="perplexity")
         write_report(*sweep(b, tmp_path / folder)[:1], b, tmp_path / folder, "loss", "minimize")
+        for row in results(tmp_path / folder):  # what a later `ftjax eval` of each trial would have written
+            bleu = {"value": 50 + int(row["train.seed"]) + 10 * float(row["train.learning_rate"])}
+            write_json(tmp_path / folder / row["workdir"] / "eval" / "v.json", {"metrics": {"bleu": bleu}})
     script = ROOT / "experiments" / "multitask" / "mixture_table.py"
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "a"), str(tmp_path / "b"),
-                          f"--plot={tmp_path / 'p.png'}"], capture_output=True, text=True, check=True).stdout
-    assert "| train.learning_rate | loss | perplexity | n | minutes |" in out
+                          f"--plot={tmp_path / 'p.png'}", "--eval=eval/v.json:bleu"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "| train.learning_rate | loss | perplexity | bleu | n | minutes |" in out
     mean = 0.1 + 0.01 + 1 / 6  # the fake trainer's loss: rate + seed / 100 + 1/6 at its best checkpoint, seeds 0-2
     assert f"| 0.1 | {mean:.2f} ± 0.01 |" in out and out.count(" | 3 | ") == 2 and (tmp_path / "p.png").is_file()
+    assert "| 52.000 ± 1.000 | 3 |" in out and "| 54.000 ± 1.000 | 3 |" in out  # seeds 0-2, rates 0.1 and 0.3
+    missing = subprocess.run([sys.executable, str(script), str(tmp_path / "a"), "--eval=eval/v.json:rouge"],
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "no metric 'rouge' (it has bleu)" in missing.stderr
     twice = subprocess.run([sys.executable, str(script), str(tmp_path / "a"), str(tmp_path / "a")],
                            capture_output=True, text=True)
     assert twice.returncode != 0 and "a folder is given twice" in twice.stderr

@@ -1,12 +1,14 @@
 """The mixture-rate ablation over several sweep studies (one per seed range), as one table and one plot:
 
     python experiments/multitask/mixture_table.py runs/sweeps/mixture_rates_cpu runs/sweeps/mixture_rates_cpu_seed2 \
-        --plot=experiments/multitask/mixture_rates_cpu.png
+        --plot=experiments/multitask/mixture_rates_cpu.png \
+        --eval=eval/e2e_nlg/validation.json:e2e_bleu,e2e_rouge_l,slot_error_rate
 
 Reads each folder's results.csv (written by `ftjax sweep`), groups the completed trials by every swept key but
 train.seed, and prints per setting the mean and sd over the seeds of the sweep's metric and of each `also`
-column, with the costs' means (ftjax.sweep.report's grouping, across studies). The plot shows every seed's value
-and the mean of each setting.
+column, with the costs' means (ftjax.sweep.report's grouping, across studies). --eval=FILE:NAME,... adds metrics
+of an `ftjax eval` each trial had afterwards (FILE relative to the trial's workdir; every trial must have it).
+The plot shows every seed's value and the mean of each setting.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def read_rows(folders: list[Path]) -> tuple[list[dict], list[str], list[str], st
     if len({f.resolve() for f in folders}) != len(folders):
         raise SystemExit("a folder is given twice")
     rows, columns, metrics = [], None, set()
+    start = 0
     for folder in folders:
         path = folder / "results.csv"
         if not path.is_file():
@@ -40,6 +43,9 @@ def read_rows(folders: list[Path]) -> tuple[list[dict], list[str], list[str], st
             columns = reader.fieldnames
             rows += [{k: parse_value(v) if v else None for k, v in row.items()}
                      for row in reader if row["state"] == "complete"]
+        for row in rows[start:]:
+            row["workdir"] = folder / row["workdir"]
+        start = len(rows)
         best = folder / "best.json"
         metrics.add(json.loads(best.read_text())["metric"] if best.is_file() else "value")
     if len(metrics) > 1:
@@ -48,6 +54,27 @@ def read_rows(folders: list[Path]) -> tuple[list[dict], list[str], list[str], st
     also = after_value[:after_value.index("steps")]
     keys = [c for c in columns[:columns.index("value")] if c not in FIXED]
     return rows, keys, also, metrics.pop()
+
+
+def add_eval_metrics(rows: list[dict], spec: str) -> list[str]:
+    """Adds to each row the metrics `spec` (FILE:NAME,...) names from the trial's `ftjax eval` results; returns
+    their names, the new columns."""
+    file, _, names = spec.rpartition(":")
+    if not file or not names:
+        raise SystemExit(f"--eval={spec}: expected FILE:NAME[,NAME...], e.g. eval/validation.json:bleu")
+    columns = names.split(",")
+    for column in columns:
+        if column in rows[0]:
+            raise SystemExit(f"--eval={spec}: {column!r} is a column already")
+        for row in rows:
+            path = row["workdir"] / file
+            if not path.is_file():
+                raise SystemExit(f"{path}: no such file (run `ftjax eval --workdir={row['workdir']} ...` first)")
+            metrics = json.loads(path.read_text())["metrics"]
+            if column not in metrics:
+                raise SystemExit(f"{path}: no metric {column!r} (it has {', '.join(sorted(metrics))})")
+            row[column] = metrics[column]["value"]
+    return columns
 
 
 def plot(rows: list[dict], table: list[dict], key: str, metric: str, also: list[str], out: Path) -> None:
@@ -81,10 +108,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", type=Path, help="sweep workdirs (each with results.csv)")
     ap.add_argument("--plot", type=Path, help="write the plot here (PNG)")
+    ap.add_argument("--eval", action="append", default=[], metavar="FILE:NAME[,NAME...]",
+                    help="metrics of each trial's `ftjax eval` results (FILE relative to the trial's workdir)")
     args = ap.parse_args()
     rows, keys, also, metric = read_rows(args.folders)
     if not rows:
         raise SystemExit("no completed trials in " + ", ".join(map(str, args.folders)))
+    for spec in args.eval:
+        also += add_eval_metrics(rows, spec)
     table = settings_table(rows, keys, "train.seed", also)  # in grid order: the metric may be one to minimise
     setting_keys = [k for k in keys if k != "train.seed"]
     print("| " + " | ".join([*setting_keys, metric, *also, "n", "minutes"]) + " |")
