@@ -17,6 +17,7 @@ import ftjax.models as M
 from conftest import ROOT, killed_at_step, sft_config, write_rows
 from ftjax.train import loop
 from ftjax.data.pipeline import Batches
+from ftjax.hardware import host_cpu
 from ftjax.loss import target_positions
 from ftjax.peft.apply import apply_peft, trainable_filter
 from ftjax.train.state import TrainState
@@ -61,6 +62,7 @@ def test_loss_decreases_and_workdir_is_complete(setup, tmp_path):
     evals = [m["val_loss"] for m in metrics if "val_loss" in m]
     assert len(evals) == 3 and evals[-1] < evals[0]
     assert summary["parameters"]["trainable_params"] < summary["parameters"]["base_params"] / 2
+    assert summary["hardware"].endswith(f"(1 process) on {host_cpu()}")  # timings compare within one host
     assert json.loads((tmp_path / "config.json").read_text())["train"]["steps"] == 30
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "summary.json").is_file()

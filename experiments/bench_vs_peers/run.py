@@ -49,7 +49,8 @@ def model_folder(spec: str, out: Path) -> Path:
     folder = out / "models" / path.stem
     if not (folder / "config.json").is_file():
         from ftjax.models import from_pretrained, save_pretrained
-        from ftjax.models.tokenizer import load_tokenizer
+        from ftjax.hardware import host_cpu
+    from ftjax.models.tokenizer import load_tokenizer
 
         save_pretrained(from_pretrained(path), folder, tokenizer=load_tokenizer(path))
     return folder
@@ -142,10 +143,11 @@ def main() -> None:
                 print(done.stderr[-3000:], file=sys.stderr)
                 continue
             results.append(row | json.loads(result.read_text()))
+    host = host_cpu()  # the seconds compare only within one kind of host
     report = table(results)
-    print(report)
-    (out / "results.md").write_text(report + "\n")
-    W.write_result(out / "results.json", {"model": a.model, "args": vars(a), "results": results})
+    print(f"{report}\nhost: {host}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    (out / "results.md").write_text(f"{report}\n\nhost: {host}\n")
+    W.write_result(out / "results.json", {"model": a.model, "args": vars(a), "host_cpu": host, "results": results})
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from ftjax import sharding
+from ftjax.hardware import host_cpu
 from ftjax.memory import peak_memory
 from ftjax.models.config import ModelConfig
 from ftjax.models.hooks import is_output_head
@@ -137,6 +138,7 @@ def measure(config: ml_collections.ConfigDict, steps: int = 10, warmup: int = 3)
     memory, memory_source = peak_memory()
     return {
         "device_kind": device.device_kind, "platform": device.platform, "devices": jax.device_count(),
+        "host_cpu": host_cpu(),
         "processes": jax.process_count(), "mesh": dict(r.mesh.shape), "rules": config.mesh.rules,
         "model_dtype": config.model.dtype, "peft": config.peft.method, "base_params": r.counts["base_params"],
         "trainable_params": r.counts["trainable_params"], "matmul_params_frozen": frozen,
@@ -157,6 +159,7 @@ def report(r: dict[str, Any]) -> str:
     rows = [
         ("devices", f"{r['devices']} x {r['device_kind']} in {r['processes']} process(es); mesh {mesh}, "
                     f"rules {r['rules']}"),
+        ("host", r["host_cpu"]),
         ("model", f"{r['base_params']:,} base params ({r['model_dtype']}), {r['trainable_params']:,} trainable "
                   f"({r['peft']}); batch {r['batch_size']} x {r['seq_len']}"),
         ("step time", f"{r['step_s_mean'] * 1e3:.1f} ms mean, {r['step_s_median'] * 1e3:.1f} median, "

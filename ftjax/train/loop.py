@@ -26,6 +26,7 @@ import ml_collections
 from tqdm import tqdm
 
 from ftjax import distributed, sharding
+from ftjax.hardware import hardware
 from ftjax.io import write_json
 from ftjax.memory import peak_memory
 from ftjax.models.tokenizer import load_tokenizer
@@ -132,7 +133,7 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
                "final": last, "parameters": run.counts, "train_examples": sum(len(d.train) for d in data.values()),
                "validation_examples": sum(len(d.validation) for d in data.values()),
                "seconds": time.perf_counter() - t0,
-               "hardware": f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.process_count()} process)"}
+               "hardware": hardware()}
     if list(data) != [""]:
         summary["tasks"] = {name: {"rate": rates[name], "train_examples": len(d.train),
                                    "validation_examples": len(d.validation)} for name, d in data.items()}
