@@ -18,6 +18,7 @@ COMMANDS = {
     "eval": "evaluate a run or model on a split: metrics with confidence intervals, gain over the base model",
     "review": "human review: export blinded review sheets (CSV/HTML), import and summarise completed ones",
     "compare": "compare two runs on the same test set: metrics, paired significance test, plots",
+    "ensemble": "combine classification/regression runs of one task into one that `ftjax eval` scores",
     "bench": "time the train step: step time, tokens/s, MFU against the device's peak, peak memory",
     "export": "export adapters as Hugging Face PEFT, a merged transformers model or GGUF, with a model card",
     "push": "upload an export folder (with its model card) to a Hugging Face Hub model repository",

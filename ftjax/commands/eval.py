@@ -98,6 +98,7 @@ def main(argv: list[str]) -> None:
 
     from ftjax.data.config import label_set, rows_of
     from ftjax.eval.baseline import add_baseline
+    from ftjax.eval.ensemble import Ensemble, is_ensemble
     from ftjax.eval.items import eval_items, pick_shots
     from ftjax.eval.runner import evaluate_split, write_results
     from ftjax.models.heads import head_type
@@ -126,7 +127,15 @@ def main(argv: list[str]) -> None:
             raise ValueError("--few_shot needs training examples: pass --config.data.train=PATH")
         shots = pick_shots(rows_of(config.data, "train"), FLAGS.few_shot, config.data.format,
                            label_set(config.data))
-    if FLAGS.workdir:
+    if FLAGS.workdir and is_ensemble(config):
+        from ftjax.models.tokenizer import load_tokenizer
+
+        if FLAGS.baseline or FLAGS.harness or FLAGS.checkpoint != "best":
+            raise ValueError(f"{FLAGS.workdir} is an ensemble: it is scored on a split, at the checkpoint it was "
+                             "made with (no --baseline, --harness or --checkpoint)")
+        model, tokenizer = Ensemble(config), load_tokenizer(config.model.path)
+        source = {"workdir": FLAGS.workdir}
+    elif FLAGS.workdir:
         from ftjax.train.restore import load_run
 
         model, tokenizer, _, step = load_run(FLAGS.workdir, FLAGS.checkpoint)

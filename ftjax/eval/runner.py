@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ftjax.data.config import label_set
 from ftjax.data.encode import encode, target_token_ids
 from ftjax.eval.config import check, check_decoding, eval_settings
+from ftjax.eval.ensemble import Ensemble
 from ftjax.eval.items import EvalItem, encode_items, eval_items
 from ftjax.eval.scoring import label_nll, sequence_nll
 from ftjax.io import write_json, write_jsonl
@@ -67,15 +68,21 @@ def generate_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence
     return texts, tokens
 
 
-def classify_texts(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], max_length: int,
-                   batch_size: int, head: str = "classification") -> tuple[list[str], int]:
+def classify_texts(model: nnx.Module | Ensemble, tokenizer: Any, prompts: Sequence[Sequence[int]],
+                   max_length: int, batch_size: int, head: str = "classification") -> tuple[list[str], int]:
     """Task head `head`'s label (or a regression head's value) for each prompt (cut as training cuts it), and no
-    generated tokens."""
+    generated tokens; an ensemble's label is the one with the highest mean probability over its members."""
     pad = padding_id(tokenizer)
-    logits = classify(model, [p[: max_length - 1] for p in prompts], batch_size, pad, head)
-    if isinstance(model.heads[head], RegressionHead):  # the one output is the value
-        return [repr(float(v)) for v in logits[:, 0]], 0
-    return [model.heads[head].labels[i] for i in logits.argmax(-1)], 0
+    prompts = [p[: max_length - 1] for p in prompts]
+    if isinstance(model, Ensemble):
+        scores = model.outputs(prompts, batch_size, pad)
+        regression, labels = model.regression, model.labels
+    else:
+        scores = classify(model, prompts, batch_size, pad, head)
+        regression, labels = isinstance(model.heads[head], RegressionHead), model.heads[head].labels
+    if regression:  # the one output is the value
+        return [repr(float(v)) for v in scores[:, 0]], 0
+    return [labels[i] for i in scores.argmax(-1)], 0
 
 
 def likeliest_labels(model: nnx.Module, tokenizer: Any, prompts: Sequence[Sequence[int]], labels: Sequence[str],
@@ -115,9 +122,10 @@ def _score_items(model: nnx.Module, tokenizer: Any, items: Sequence[EvalItem], c
     return np.bincount(owner, nll, len(items)), np.bincount(owner, count, len(items))
 
 
-def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], config: ml_collections.ConfigDict, *,
-                   shots: Sequence[EvalItem] = (), metrics: str | Sequence[str] | None = None,
-                   n_resamples: int | None = None, progress: bool = True) -> tuple[dict, list[dict]]:
+def evaluate_split(model: nnx.Module | Ensemble, tokenizer: Any, rows: Sequence[dict],
+                   config: ml_collections.ConfigDict, *, shots: Sequence[EvalItem] = (),
+                   metrics: str | Sequence[str] | None = None, n_resamples: int | None = None,
+                   progress: bool = True) -> tuple[dict, list[dict]]:
     """(report, prediction rows) for `rows` of one split. `config` supplies data.format/labels/max_length and
     eval.*; `metrics` defaults to every metric of the task; `n_resamples` to eval.bootstrap (0: no intervals);
     `shots` (eval_set.pick_shots) are prepended to every prompt."""
@@ -131,6 +139,8 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
     replaced: list[int] | None = None  # with eval.constrain=labels: the outputs that were no label
     names = default_metrics(task) if metrics is None else parse_metrics(metrics, task)
     prompts = encode_items(tokenizer, items, shots)
+    if isinstance(model, Ensemble) and head not in ("classification", "regression"):
+        raise ValueError("an ensemble scores classification or regression heads only")
     if head in ("classification", "regression"):  # the head predicts; nothing is generated or teacher-forced
         if task != head:
             field = "label" if head == "classification" else "value"
@@ -188,6 +198,7 @@ def evaluate_split(model: nnx.Module, tokenizer: Any, rows: Sequence[dict], conf
                   if picks else {}),
                **({"constrain": {"to": "labels", "by": "label likelihood", "outputs_replaced": len(replaced)}}
                   if replaced is not None else {}),
+               **({"ensemble": model.describe()} if isinstance(model, Ensemble) else {}),
                "timing": {"generate_s": t1 - t0, "score_s": t2 - t1, "metrics_s": time.perf_counter() - t2,
                           "generated_tokens": new_tokens, "tokens_per_s": new_tokens / max(t1 - t0, 1e-9)}}
     return report, predictions

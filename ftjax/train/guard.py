@@ -143,6 +143,8 @@ def open_run(workdir: str | os.PathLike, config: ml_collections.ConfigDict, main
                 old = json.loads(wd.config.read_text())
             except ValueError as e:
                 raise ValueError(f"{wd.config} is not valid JSON ({e}); restore it or use a new workdir") from None
+            if "ensemble" in old:
+                raise ValueError(f"{workdir} holds an ensemble, not a training run; train in a new workdir")
             changes, refused = config_changes(old, config.to_dict())
             if refused:
                 shown = "; ".join(f"{k}: {changes[k][0]!r} -> {changes[k][1]!r}" for k in refused[:4])

@@ -50,6 +50,9 @@ def load_run(workdir: str | os.PathLike, checkpoint: str | int = "best", *, base
     unquantised instead of as trained (a bfloat16 or QLoRA run merged into full-precision weights); the
     returned config is the run's own."""
     config = read_config(workdir)
+    if "ensemble" in config:
+        raise ValueError(f"{workdir} is an ensemble of {len(config.ensemble.members)} runs: `ftjax eval` scores it; "
+                         "for anything else, use one of its members")
     build_config = config
     if base_dtype is not None:
         build_config = config.copy_and_resolve_references()
