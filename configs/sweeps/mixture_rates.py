@@ -13,12 +13,14 @@ seed (the seed is the grid's first key), so `--max_trials=3` compares the three 
 the same command adds the next seed. Variant `cpu_seed2`: the third seed in a study of its own (a study's grid
 cannot grow: Optuna fixes a choice's values once a trial has used them); experiments/multitask/mixture_table.py
 reports the studies together. The generated E2E metrics (BLEU, slot errors) need `ftjax eval --task=e2e_nlg` on
-the trials' workdirs afterwards.
+the trials' workdirs afterwards (mixture_table.py --eval=... adds them to the table).
 
     ftjax sweep --config=configs/sweeps/mixture_rates.py:cpu_seed2 --workdir=runs/sweeps/mixture_rates_cpu_seed2
 
 Reached (`cpu` + `cpu_seed2`, 3 seeds, validation): Banking77 accuracy 78.7 +- 0.6 (fixed), 76.1 +- 1.5
-(temperature), 70.9 +- 5.1 (proportional); E2E loss 1.264, 1.233, 1.218 (experiments/multitask/README.md).
+(temperature), 70.9 +- 5.1 (proportional); E2E loss 1.264, 1.233, 1.218, but generated E2E BLEU 68.2 +- 2.3,
+69.9 +- 3.7, 68.1 +- 1.9 and slot error rate 10.8, 9.8, 9.2, all within the seed spread
+(experiments/multitask/README.md).
 """
 
 from ftjax.sweep.config import preset

@@ -84,8 +84,13 @@ def plot(rows: list[dict], table: list[dict], key: str, metric: str, also: list[
     import matplotlib.pyplot as plt
 
     names = [str(t[key]) for t in table]
-    fig, axes = plt.subplots(1, 1 + len(also), figsize=(4.5 * (1 + len(also)), 3.6), squeeze=False)
-    for ax, column in zip(axes[0], ["value", *also]):
+    columns = ["value", *also]
+    ncols = min(3, len(columns))  # rows of three panels stay readable
+    nrows = -(-len(columns) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(columns):]:
+        ax.set_visible(False)
+    for ax, column in zip(axes.flat, columns):
         for x, setting in enumerate(table):
             values = [r[column] for r in rows if r[key] == setting[key] and r[column] is not None]
             ax.scatter([x] * len(values), values, color="tab:blue", alpha=0.6, zorder=3)
