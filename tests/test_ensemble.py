@@ -112,3 +112,35 @@ def test_an_ensemble_folder_is_not_a_training_run(members, tmp_path):
         load_run(tmp_path / "ens")  # export, generate, transfer: refused with the reason
     with pytest.raises(ValueError, match="holds an ensemble"):
         loop.main(read_config(runs[0]), tmp_path / "ens")
+
+
+def test_a_regression_ensemble_predicts_the_mean_value(tiny_model_dir, tmp_path):
+    from ftjax.eval.runner import evaluate_split
+    from ftjax.models.heads import classify
+    from ftjax.train import loop
+    from ftjax.train.restore import load_run
+
+    rng = np.random.RandomState(1)
+    data = [(f"w3 w{10 + k} w{rng.randint(20, 60)}", 0.5 * k) for k in rng.randint(5, size=48)]
+    train = write_csv(tmp_path / "train.csv", data[:40], header=("text", "value"))
+    runs = []
+    for seed in (0, 1):
+        config = sft_config(**{"model.path": str(tiny_model_dir), "data.train": train, "data.validation": train,
+                               "data.format": "regression", "head.type": "regression", "train.steps": 4,
+                               "train.batch_size": 8, "train.learning_rate": 1e-2, "train.eval_every": 4,
+                               "checkpoint.every": 4, "train.early_stopping.metric": "val_mse", "train.seed": seed})
+        loop.main(config, tmp_path / f"r{seed}")
+        runs.append(str(tmp_path / f"r{seed}"))
+    make_ensemble(tmp_path / "ens", runs)
+    config = read_config(tmp_path / "ens")
+    rows = [{"text": text, "value": value} for text, value in data[40:]]
+    _, predictions = evaluate_split(Ensemble(config), load_run(runs[0])[1], rows, config, n_resamples=0,
+                                    progress=False)
+    values = []
+    for run in runs:
+        model, tokenizer, _, _ = load_run(run)
+        values.append(classify(model, [tokenizer(r["text"])["input_ids"] for r in rows], 8, tokenizer.pad_token_id,
+                               "regression")[:, 0])
+    assert values[0] != pytest.approx(values[1])  # the seeds differ, so the mean is not either member's
+    np.testing.assert_allclose([float(p["prediction"]) for p in predictions], (values[0] + values[1]) / 2,
+                               rtol=1e-6)
