@@ -17,7 +17,8 @@ PACKAGE = ROOT / "ftjax"
 # Lowest first; a part imports only parts of lower layers (never its neighbours in the same layer).
 LAYERS = [
     {"io", "loss", "config"},  # shared leaves
-    {"sharding", "workdir", "objective", "memory"},  # shared: mesh and rules, run folder layout, objective, peak memory
+    {"sharding", "workdir", "objective", "memory", "hardware"},  # shared: mesh and rules, run folder layout,
+    # objective, peak memory, the host's name
     {"distributed", "card", "hub"},  # shared: multi-process runs (uses the mesh); an export's model card; Hub push
     {"models", "metrics"},  # model ports, tokenizers and generation; metric functions
     {"data", "peft"},  # data sources and encoders (they tokenize); PEFT methods (on the models' hooks)

@@ -107,7 +107,7 @@ def test_an_ensemble_folder_is_not_a_training_run(members, tmp_path):
 
     runs, _ = members
     make_ensemble(tmp_path / "ens", runs, "last")
-    assert Ensemble(read_config(tmp_path / "ens")).checkpoint == "last"
+    assert Ensemble(read_config(tmp_path / "ens"), load_run).checkpoint == "last"
     with pytest.raises(ValueError, match="is an ensemble of 2 runs"):
         load_run(tmp_path / "ens")  # export, generate, transfer: refused with the reason
     with pytest.raises(ValueError, match="holds an ensemble"):
@@ -134,8 +134,8 @@ def test_a_regression_ensemble_predicts_the_mean_value(tiny_model_dir, tmp_path)
     make_ensemble(tmp_path / "ens", runs)
     config = read_config(tmp_path / "ens")
     rows = [{"text": text, "value": value} for text, value in data[40:]]
-    _, predictions = evaluate_split(Ensemble(config), load_run(runs[0])[1], rows, config, n_resamples=0,
-                                    progress=False)
+    _, predictions = evaluate_split(Ensemble(config, load_run), load_run(runs[0])[1], rows, config,
+                                    n_resamples=0, progress=False)
     values = []
     for run in runs:
         model, tokenizer, _, _ = load_run(run)

@@ -129,11 +129,12 @@ def main(argv: list[str]) -> None:
                            label_set(config.data))
     if FLAGS.workdir and is_ensemble(config):
         from ftjax.models.tokenizer import load_tokenizer
+        from ftjax.train.restore import load_run
 
         if FLAGS.baseline or FLAGS.harness or FLAGS.checkpoint != "best":
             raise ValueError(f"{FLAGS.workdir} is an ensemble: it is scored on a split, at the checkpoint it was "
                              "made with (no --baseline, --harness or --checkpoint)")
-        model, tokenizer = Ensemble(config), load_tokenizer(config.model.path)
+        model, tokenizer = Ensemble(config, load_run), load_tokenizer(config.model.path)
         source = {"workdir": FLAGS.workdir}
     elif FLAGS.workdir:
         from ftjax.train.restore import load_run

@@ -13,8 +13,9 @@ head runs are refused.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import ml_collections
@@ -78,10 +79,16 @@ def make_ensemble(workdir: str | os.PathLike, members: Sequence[str], checkpoint
     return write_json(out.config, config)
 
 
-class Ensemble:
-    """The members of an ensemble config, loaded one at a time when asked for outputs."""
+# (workdir, checkpoint) -> (model, tokenizer, config, step): the trainer's `load_run`, passed in by the command
+# (evaluation does not import the trainer).
+Loader = Callable[[str, str], tuple[Any, Any, ml_collections.ConfigDict, int]]
 
-    def __init__(self, config: ml_collections.ConfigDict):
+
+class Ensemble:
+    """The members of an ensemble config, loaded one at a time by `load` when asked for outputs."""
+
+    def __init__(self, config: ml_collections.ConfigDict, load: Loader):
+        self.load = load
         self.members = list(config.ensemble.members)
         self.checkpoint = config.ensemble.checkpoint
         self.head = head_name(config)
@@ -91,11 +98,9 @@ class Ensemble:
 
     def outputs(self, prompts: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> np.ndarray:
         """The mean over members of each prompt's class probabilities [n, labels] (regression: values [n, 1])."""
-        from ftjax.train.restore import load_run  # the trainer's restore path imports the eval hooks
-
         total, self.steps = None, []
         for member in tqdm(self.members, desc="ensemble members", unit="run", leave=False):
-            model, _, _, step = load_run(member, self.checkpoint)
+            model, _, _, step = self.load(member, self.checkpoint)
             labels = None if self.regression else list(model.heads[self.head].labels)
             if self.labels is not None and labels != self.labels:
                 raise ValueError(f"{member}'s head has other labels than {self.members[0]}'s")
