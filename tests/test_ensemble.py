@@ -80,6 +80,8 @@ def test_bad_members_are_refused_before_anything_is_written(members, tmp_path):
         make_ensemble(tmp_path / "e", runs[:1])
     with pytest.raises(ValueError, match="listed twice"):
         make_ensemble(tmp_path / "e", [runs[0], runs[0]])
+    with pytest.raises(ValueError, match="has no checkpoint at step 5"):
+        make_ensemble(tmp_path / "e", runs, "5")  # the members saved step 8 only
     with pytest.raises(FileNotFoundError, match="no config.json"):
         make_ensemble(tmp_path / "e", [runs[0], str(tmp_path / "missing")])
     other = tmp_path / "other_labels"  # a run of another label set (its config is all the check reads)

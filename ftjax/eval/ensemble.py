@@ -67,6 +67,8 @@ def make_ensemble(workdir: str | os.PathLike, members: Sequence[str], checkpoint
                              "classification or regression heads (generated text has no probabilities to average)")
         if not Workdir(member).trained():
             raise ValueError(f"{member} has no checkpoints yet")
+        if str(checkpoint).isdigit() and not (Workdir(member).checkpoints / str(checkpoint)).is_dir():
+            raise ValueError(f"{member} has no checkpoint at step {checkpoint}")
     first = configs[0]
     for member, config in zip(members[1:], configs[1:]):
         for key, what in SHARED.items():
