@@ -24,7 +24,7 @@ Result (`few`, validation holdout of 1,005 rows,
 on the same rows; `generate` with 30 rows per intent and 640 steps (3 seeds): 83.6 +- 0.5, 4-16 of 1,005 outputs
 not a label; with such outputs replaced by the likeliest label (eval.constrain=labels, from the task, since
 2026-12-06): 84.3 and 84.6 on seeds 1 and 2 (from 84.0 and 83.9); every row's likeliest label
-(eval.constrain=rank, seed 1): 84.1, for 13x the time.
+(eval.constrain=rank, seeds 1 and 2): 84.1 and 84.7, for 13x the time.
 Details in experiments/banking77/README.md.
 """
 
