@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import ml_collections
@@ -45,6 +46,11 @@ def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
     if not path.is_file():
         raise FileNotFoundError(f"{workdir} has no config.json (not an ftjax workdir)")
     return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def is_ensemble(config: Mapping | ml_collections.ConfigDict) -> bool:
+    """Whether a workdir's config is an ensemble's (`ftjax ensemble`): members to score, not a run to train or load."""
+    return "ensemble" in config
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:

@@ -98,10 +98,11 @@ def main(argv: list[str]) -> None:
 
     from ftjax.data.config import label_set, rows_of
     from ftjax.eval.baseline import add_baseline
-    from ftjax.eval.ensemble import Ensemble, is_ensemble
+    from ftjax.eval.ensemble import Ensemble
     from ftjax.eval.items import eval_items, pick_shots
     from ftjax.eval.runner import evaluate_split, write_results
     from ftjax.models.heads import head_type
+    from ftjax.workdir import is_ensemble
 
     t0 = time.perf_counter()
     # config and rows first: bad input stops the run before a model is loaded or anything is written

@@ -26,15 +26,11 @@ from ftjax.data.config import label_set
 from ftjax.io import write_json
 from ftjax.models.heads import classify, head_name, head_type
 from ftjax.tasks import task_names
-from ftjax.workdir import Workdir, read_config
+from ftjax.workdir import Workdir, is_ensemble, read_config
 
 # What every member must share for their outputs to mean the same thing.
 SHARED = {"model.path": "base model (and tokenizer)", "data.format": "data format", "head.type": "head type",
           "data.max_length": "maximum length"}
-
-
-def is_ensemble(config: ml_collections.ConfigDict) -> bool:
-    return "ensemble" in config
 
 
 def _value(config: ml_collections.ConfigDict, dotted: str):

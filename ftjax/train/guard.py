@@ -27,7 +27,7 @@ from pathlib import Path
 import ml_collections
 
 from ftjax.io import write_json
-from ftjax.workdir import Workdir
+from ftjax.workdir import Workdir, is_ensemble
 
 log = logging.getLogger("ftjax.train")
 
@@ -143,7 +143,7 @@ def open_run(workdir: str | os.PathLike, config: ml_collections.ConfigDict, main
                 old = json.loads(wd.config.read_text())
             except ValueError as e:
                 raise ValueError(f"{wd.config} is not valid JSON ({e}); restore it or use a new workdir") from None
-            if "ensemble" in old:
+            if is_ensemble(old):
                 raise ValueError(f"{workdir} holds an ensemble, not a training run; train in a new workdir")
             changes, refused = config_changes(old, config.to_dict())
             if refused:

@@ -19,7 +19,7 @@ from ftjax.models.tokenizer import load_tokenizer
 from ftjax.peft.apply import trainable_filter
 from ftjax.train.build import build_model
 from ftjax.train.checkpoints import Checkpoints, ShapeMismatch
-from ftjax.workdir import Workdir, read_config
+from ftjax.workdir import Workdir, is_ensemble, read_config
 
 log = logging.getLogger("ftjax.train")
 
@@ -50,7 +50,7 @@ def load_run(workdir: str | os.PathLike, checkpoint: str | int = "best", *, base
     unquantised instead of as trained (a bfloat16 or QLoRA run merged into full-precision weights); the
     returned config is the run's own."""
     config = read_config(workdir)
-    if "ensemble" in config:
+    if is_ensemble(config):
         raise ValueError(f"{workdir} is an ensemble of {len(config.ensemble.members)} runs: `ftjax eval` scores it; "
                          "for anything else, use one of its members")
     build_config = config
