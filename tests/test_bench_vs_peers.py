@@ -101,6 +101,9 @@ def test_peft_and_ftjax_train_the_same_rows_to_the_same_first_loss(tiny_model_di
     assert packed["losses"][0] == pytest.approx(peft["losses"][0], rel=1e-4) and packed["loss_fell"]
     assert int(packed["shape"].split("x")[0]) < 4 and packed["targets_per_step"] == ours["targets_per_step"]
     assert "| sft | ftjax | float32 | 4x32 |" in (out / "results.md").read_text()
+    from ftjax.hardware import host_cpu
+
+    assert f"host: {host_cpu()}" in (out / "results.md").read_text()  # the seconds compare within one host
 
 
 @pytest.mark.long

@@ -49,8 +49,7 @@ def model_folder(spec: str, out: Path) -> Path:
     folder = out / "models" / path.stem
     if not (folder / "config.json").is_file():
         from ftjax.models import from_pretrained, save_pretrained
-        from ftjax.hardware import host_cpu
-    from ftjax.models.tokenizer import load_tokenizer
+        from ftjax.models.tokenizer import load_tokenizer
 
         save_pretrained(from_pretrained(path), folder, tokenizer=load_tokenizer(path))
     return folder
@@ -108,6 +107,7 @@ def main() -> None:
     folder = model_folder(a.model, out).resolve()
     from transformers import AutoConfig
 
+    from ftjax.hardware import host_cpu
     from ftjax.models.tokenizer import load_tokenizer
 
     tok_spec = a.tokenizer or (str(ROOT / "models" / "gemma-3-270m-q4_k_m.gguf") if a.model == "llama-1b"
