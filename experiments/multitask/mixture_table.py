@@ -31,7 +31,6 @@ def read_rows(folders: list[Path]) -> tuple[list[dict], list[str], list[str], st
     if len({f.resolve() for f in folders}) != len(folders):
         raise SystemExit("a folder is given twice")
     rows, columns, metrics = [], None, set()
-    start = 0
     for folder in folders:
         path = folder / "results.csv"
         if not path.is_file():
@@ -41,11 +40,8 @@ def read_rows(folders: list[Path]) -> tuple[list[dict], list[str], list[str], st
             if columns is not None and reader.fieldnames != columns:
                 raise SystemExit(f"{path}: columns {reader.fieldnames} differ from the first folder's {columns}")
             columns = reader.fieldnames
-            rows += [{k: parse_value(v) if v else None for k, v in row.items()}
+            rows += [{k: parse_value(v) if v else None for k, v in row.items()} | {"workdir": folder / row["workdir"]}
                      for row in reader if row["state"] == "complete"]
-        for row in rows[start:]:
-            row["workdir"] = folder / row["workdir"]
-        start = len(rows)
         best = folder / "best.json"
         metrics.add(json.loads(best.read_text())["metric"] if best.is_file() else "value")
     if len(metrics) > 1:
