@@ -98,6 +98,18 @@ def test_safe_changes_resume_and_are_recorded(data, tmp_path):
     assert not Workdir(tmp_path).lock.exists()
 
 
+def test_a_save_cut_short_is_cleared_when_the_run_resumes(data, tmp_path):
+    """A kill during a save leaves orbax's temporary folder (the name it had on a real run); the resumed run
+    starts from the last whole checkpoint and removes the leftover."""
+    train(data, tmp_path, **{"train.steps": 4})
+    leftover = tmp_path / "checkpoints" / "6.orbax-checkpoint-tmp"
+    (leftover / "trainable").mkdir(parents=True)
+    (leftover / "trainable" / "part").write_bytes(b"half written")
+    summary = train(data, tmp_path, **{"train.steps": 8})
+    assert summary["steps"] == 8 and sorted(losses(tmp_path)) == list(range(1, 9))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["4", "8"]
+
+
 def test_a_changed_adapter_shape_is_an_error_not_unreadable(data, tmp_path):
     """Bypassing the config check (a checkpoint of another shape): the checkpoint is kept, never set aside."""
     from ftjax.train.checkpoints import Checkpoints, ShapeMismatch

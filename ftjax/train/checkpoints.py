@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 class Checkpoints:
     def __init__(self, directory: str | Path, *, keep: int, metric: str | None = None, mode: str = "min",
-                 async_save: bool = True):
+                 async_save: bool = True, clean_tmp: bool = False):
         policies = [cm.LatestN(n=keep)]
         score = lambda m: m[metric]  # noqa: E731
         if metric:  # keep the best evaluated checkpoint too, whatever its age
@@ -30,8 +30,11 @@ class Checkpoints:
                                      keep_checkpoints_without_metrics=False))
         # best_fn only makes orbax write each step's metrics (the policies above decide what is kept)
         tracked = dict(best_fn=score, best_mode=mode) if metric else {}
+        # clean_tmp: remove the folders of saves cut short (a kill during a save); only the run's trainer, which
+        # holds its lock, may, since a reader (eval beside a live run) could meet a save still being written
         options = ocp.CheckpointManagerOptions(preservation_policy=cm.AnyPreservationPolicy(policies),
-                                               enable_async_checkpointing=async_save, create=True, **tracked)
+                                               enable_async_checkpointing=async_save, create=True,
+                                               cleanup_tmp_directories=clean_tmp, **tracked)
         self.metric, self.mode = metric, mode
         self.directory = Path(directory).absolute()
         # handlers named up front, so a fresh process can read a checkpoint's metadata before restoring it

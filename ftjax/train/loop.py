@@ -85,7 +85,7 @@ def train(config: ml_collections.ConfigDict, wd: Workdir, data: dict[str, RunDat
     tasks = task_configs(config)
     validation = any(d.validation for d in data.values())
     ckpts = Checkpoints(wd.checkpoints, keep=config.checkpoint.keep, metric=es.metric if validation else None,
-                        mode=es.mode, async_save=config.checkpoint.async_save)
+                        mode=es.mode, async_save=config.checkpoint.async_save, clean_tmp=True)
     stopper = EarlyStopping(es.metric, es.mode, es.patience, es.min_delta)
     rates = mixture_rates(config, {name: len(d.train) for name, d in data.items()})
     batches = MixtureBatches({name: train_batches(d.train, tasks[name], run.shards, d.pad_id)
