@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PYTEST_ARGS ?= -n 2
+# loadfile: a test file runs on one worker, so its module fixtures (tiny trained runs) are built once, not per worker
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: test test-long browser demo slow clean
 

@@ -166,6 +166,7 @@ def test_model_on_splash_equals_reference_with_windows_packing_and_cache(hf_fold
     assert tokens == want_tokens  # decoding with the cache takes the dense mask on XLA's op
 
 
+@pytest.mark.long
 def test_sharded_scanned_run_on_splash_trains_like_the_reference(tiny_model_dir, tmp_path, monkeypatch):
     from conftest import sft_config, write_rows
     from ftjax.train import loop

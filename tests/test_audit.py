@@ -212,6 +212,7 @@ def biased_run(tiny_model_dir, tmp_path_factory):
     return wd, files, root
 
 
+@pytest.mark.long
 def test_model_audit_finds_the_planted_bias_and_the_report_renders(biased_run, tmp_path):
     pytest.importorskip("fairlearn", reason="the fairness extra (pip install ftjax[fairness]) is not installed")
     wd, files, root = biased_run

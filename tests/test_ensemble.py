@@ -116,6 +116,7 @@ def test_an_ensemble_folder_is_not_a_training_run(members, tmp_path):
         loop.main(read_config(runs[0]), tmp_path / "ens")
 
 
+@pytest.mark.long
 def test_a_regression_ensemble_predicts_the_mean_value(tiny_model_dir, tmp_path):
     from ftjax.eval.runner import evaluate_split
     from ftjax.models.heads import classify

@@ -74,7 +74,8 @@ def test_prompt_tuning_limits_are_clear_errors_and_segment_ids_pass(hf_folder):
     # training batches carry segment ids (1 on an unpacked row's tokens, 0 on padding): the same logits as without
     # at every real token
     real = np.asarray(mask).astype(bool)
-    with_ids = np.asarray(model(ids, attention_mask=mask, segment_ids=mask.astype(jnp.int32)))
-    np.testing.assert_allclose(with_ids[real], np.asarray(model(ids, attention_mask=mask))[real], atol=1e-5)
+    forward = nnx.jit(lambda m, segment_ids: m(ids, attention_mask=mask, segment_ids=segment_ids))
+    with_ids = np.asarray(forward(model, mask.astype(jnp.int32)))
+    np.testing.assert_allclose(with_ids[real], np.asarray(forward(model, None))[real], atol=1e-5)
     with pytest.raises(ValueError, match="peft.init_text needs peft.tokenizer"):
         apply_peft(model, {"method": "prefix", "name": "p", "init_text": "hi"})

@@ -148,6 +148,7 @@ def test_slot_error_ranking_prefers_outputs_without_invented_facts():
         score_outputs("meteor", item, outs)
 
 
+@pytest.mark.long
 def test_ranked_pairs_command_pairs_best_with_worst(tiny_model_dir, tmp_path):
     from conftest import run_ftjax
     from ftjax.train import loop

@@ -187,6 +187,7 @@ def test_the_report_averages_over_seeds(fake, overrides, tmp_path):
     assert best["mean"] == pytest.approx(0.1 + 0.005 + 1 / 6) and best["std"] == pytest.approx(0.01 / 2 ** 0.5)
 
 
+@pytest.mark.long
 def test_studies_of_other_seeds_report_together(fake, overrides, tmp_path):
     """experiments/multitask/mixture_table.py: a seed added in a study of its own (a grid cannot grow) averages
     with the first study's seeds as one study over both would."""
