@@ -10,8 +10,8 @@ import re
 
 import numpy as np
 import pytest
-from flax import nnx
 from conftest import sft_config
+from flax import nnx
 
 import ftjax.models as M
 from ftjax.eval.config import check
