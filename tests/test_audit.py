@@ -212,10 +212,9 @@ def biased_run(tiny_model_dir, tmp_path_factory):
     return wd, files, root
 
 
-@pytest.mark.long
-def test_model_audit_finds_the_planted_bias_and_the_report_renders(biased_run, tmp_path):
+def test_model_audit_finds_the_planted_bias(biased_run):
     pytest.importorskip("fairlearn", reason="the fairness extra (pip install ftjax[fairness]) is not installed")
-    wd, files, root = biased_run
+    wd, files, _ = biased_run
     proc = run_ftjax("audit", "model", f"--workdir={wd}", f"--test={files['test']}", f"--groups={files['groups']}",
                      "--bootstrap=100")
     assert "gender: swapping group terms on 20 items" in proc.stdout
@@ -249,16 +248,23 @@ def test_model_audit_finds_the_planted_bias_and_the_report_renders(biased_run, t
 
     card = model_card("peft", "tiny-llama", workdir=str(wd))
     assert "gender: swapping group terms" in card and "groups.png" not in card
-    _check_in_browser(wd / "audit" / "report.html", min_tables=4, min_images=2)
-    # a second audit and the before/after comparison
-    run_ftjax("audit", "model", f"--workdir={wd}", f"--test={files['test']}", f"--groups={files['groups']}",
-              "--bootstrap=50", f"--out={tmp_path / 'again'}")
-    proc = run_ftjax("audit", "compare", f"--before={wd / 'audit'}", f"--after={tmp_path / 'again'}",
+
+
+@pytest.mark.long
+def test_the_model_audit_report_renders_compares_and_is_never_replaced(biased_run, tmp_path):
+    pytest.importorskip("fairlearn", reason="the fairness extra (pip install ftjax[fairness]) is not installed")
+    wd, files, _ = biased_run
+    audit = lambda out, *more: run_ftjax("audit", "model", f"--workdir={wd}", f"--test={files['test']}",
+                                         f"--groups={files['groups']}", f"--out={out}", *more, check=False)
+    assert audit(tmp_path / "first", "--bootstrap=50").returncode == 0
+    _check_in_browser(tmp_path / "first" / "report.html", min_tables=4, min_images=2)
+    assert audit(tmp_path / "again", "--bootstrap=50").returncode == 0
+    proc = run_ftjax("audit", "compare", f"--before={tmp_path / 'first'}", f"--after={tmp_path / 'again'}",
                      f"--out={tmp_path / 'cmp'}")
     assert "gender: counterfactual flip rate %" in proc.stdout
     assert (tmp_path / "cmp" / "report.html").is_file()
     # refusals: an existing report folder is never replaced without --overwrite; a missing test file is one line
-    proc = run_ftjax("audit", "model", f"--workdir={wd}", f"--test={files['test']}", check=False)
+    proc = audit(tmp_path / "first")
     assert proc.returncode == 2 and "exists" in proc.stderr
     proc = run_ftjax("audit", "model", f"--workdir={wd}", "--test=nope.csv", f"--out={tmp_path / 'x'}", check=False)
     assert proc.returncode == 2 and "nope.csv" in proc.stderr and not (tmp_path / "x").exists()
