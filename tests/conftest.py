@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 # LLVM at -O0: the tests' programs are tiny, so compiling them costs far more than running them (~30% of the
@@ -175,8 +174,9 @@ def write_csv(path: Path, rows: list, header=("text", "category")) -> str:
 
 def run_ftjax(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python -m ftjax ARGS` from the repository root; with `check`, a failure shows the command's stderr."""
-    proc = subprocess.run([sys.executable, "-m", "ftjax", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+    from forked_commands import run_command
+
+    proc = run_command(list(args), ROOT, timeout)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-3000:])
     return proc

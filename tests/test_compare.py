@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import run_ftjax
 from ftjax.eval.compare import compare_runs, load_result, paired_metrics
 from ftjax.eval.runner import write_results
 from ftjax.metrics import metric_report, statistics
 
-ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["exact_match", "token_f1", "bleu", "perplexity"]
 
 
@@ -101,10 +99,8 @@ def test_different_test_sets_are_refused(runs):
 
 def test_compare_command(runs, tmp_path):
     a, b = runs
-    proc = subprocess.run([sys.executable, "-m", "ftjax", "compare", str(a), str(b), f"--out={tmp_path / 'r'}",
-                           "--bootstrap=100"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = run_ftjax("compare", str(a), str(b), f"--out={tmp_path / 'r'}", "--bootstrap=100", check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| exact_match |" in proc.stdout and (tmp_path / "r" / "compare.html").is_file()
-    proc = subprocess.run([sys.executable, "-m", "ftjax", "compare", str(a), str(tmp_path / "nope")],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = run_ftjax("compare", str(a), str(tmp_path / "nope"), check=False)
     assert proc.returncode == 2 and "no eval result at" in proc.stderr.strip().splitlines()[-1]

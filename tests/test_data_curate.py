@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_ftjax
 from ftjax.data.curate import CurateOptions, curate
 from ftjax.data.pii import luhn_ok, scrub
 from ftjax.data.sources import load_rows
@@ -71,9 +70,8 @@ def test_other_formats_compare_input_and_target_together():
 
 def test_curate_command_writes_rows_and_reports(tmp_path):
     out, rep = tmp_path / "out" / "kept.jsonl", tmp_path / "out" / "report.json"
-    proc = subprocess.run([sys.executable, "-m", "ftjax", "data", "curate", f"--input={FIXTURE}", f"--output={out}",
-                           f"--report={rep}", "--scrub_pii", "--near_threshold=0.8"],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_ftjax("data", "curate", f"--input={FIXTURE}", f"--output={out}", f"--report={rep}", "--scrub_pii",
+                     "--near_threshold=0.8", check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     kept = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(kept) == 35 - len(PLANTED) and set(kept[0]) == {"text", "label"}  # no _source/_line in output
@@ -81,8 +79,8 @@ def test_curate_command_writes_rows_and_reports(tmp_path):
     assert report["removed"]["near_duplicate"] == 2 and report["pii"]["email"] == 1
     page = rep.with_suffix(".md").read_text()
     assert "## Length in words, before" in page and "## Label balance, after" in page and "near_duplicate" in page
-    bad = subprocess.run([sys.executable, "-m", "ftjax", "data", "curate", f"--input={tmp_path / 'nope.csv'}",
-                          f"--output={tmp_path / 'x.jsonl'}"], capture_output=True, text=True, timeout=120)
+    bad = run_ftjax("data", "curate", f"--input={tmp_path / 'nope.csv'}", f"--output={tmp_path / 'x.jsonl'}",
+                    check=False)
     assert bad.returncode != 0 and "no such file" in bad.stderr and not (tmp_path / "x.jsonl").exists()
 
 

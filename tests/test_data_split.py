@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 
-from conftest import save_tiny_tokenizer
+from conftest import run_ftjax, save_tiny_tokenizer
 from ftjax.data.split import leakage, parse_fractions, split_rows
 from ftjax.data.stats import token_stats
 
@@ -73,9 +71,8 @@ def test_split_command_and_failing_leakage_check(tmp_path):
     src.write_text("".join(json.dumps({"utterance": r["text"], "intent": r["label"]}) + "\n"
                            for r in labelled_rows(100)))
     out = tmp_path / "splits"
-    cmd = [sys.executable, "-m", "ftjax", "data", "split", f"--input={src}", "--columns=text=utterance,label=intent",
-           f"--output_dir={out}", "--seed=1", "--fail_on_leakage"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = run_ftjax("data", "split", f"--input={src}", "--columns=text=utterance,label=intent",
+                     f"--output_dir={out}", "--seed=1", "--fail_on_leakage", check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     sizes = {p.stem: len(p.read_text().splitlines()) for p in out.glob("*.jsonl")}
     assert sizes == {"train": 80, "validation": 10, "test": 10}
@@ -83,9 +80,8 @@ def test_split_command_and_failing_leakage_check(tmp_path):
     assert report["stratified"] is True and report["labels"]["test"] == {"a": 6, "b": 3, "c": 1}
     leaky = tmp_path / "leaky_test.jsonl"
     leaky.write_text((out / "train.jsonl").read_text().splitlines()[0] + "\n")
-    check = [sys.executable, "-m", "ftjax", "data", "split", f"--check={out / 'train.jsonl'},{leaky}",
-             "--fail_on_leakage", f"--report={tmp_path / 'leak.json'}"]
-    proc = subprocess.run(check, capture_output=True, text=True, timeout=120)
+    proc = run_ftjax("data", "split", f"--check={out / 'train.jsonl'},{leaky}", "--fail_on_leakage",
+                     f"--report={tmp_path / 'leak.json'}", check=False)
     assert proc.returncode != 0 and "train/leaky_test 1 same-input" in proc.stderr
     assert json.loads((tmp_path / "leak.json").read_text())["leakage"]["train/leaky_test"]["exact"] == 1
 
@@ -110,9 +106,8 @@ def test_token_stats(tmp_path):
     src = tmp_path / "rows.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "labels.json").write_text(json.dumps(["w8", "w9"]))
-    proc = subprocess.run([sys.executable, "-m", "ftjax", "data", "stats", f"--input={src}", f"--tokenizer={tmp_path}",
-                           "--max_length=8", f"--labels={tmp_path / 'labels.json'}", f"--output={tmp_path / 's.json'}"],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_ftjax("data", "stats", f"--input={src}", f"--tokenizer={tmp_path}", "--max_length=8",
+                     f"--labels={tmp_path / 'labels.json'}", f"--output={tmp_path / 's.json'}", check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "1 longer than max_length=8" in proc.stdout
     assert json.loads((tmp_path / "s.json").read_text())["per_epoch"] == s["per_epoch"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +12,7 @@ import pytest
 from flax import nnx
 
 import ftjax.models as M
-from conftest import ROOT, killed_at_step, sft_config, write_rows
+from conftest import killed_at_step, run_ftjax, sft_config, write_rows
 from ftjax.train import loop
 from ftjax.data.pipeline import Batches
 from ftjax.hardware import host_cpu
@@ -144,8 +142,7 @@ def test_early_stopping_stops_at_the_right_step(setup, tmp_path):
 
 
 def ftjax_train(*args):
-    return subprocess.run([sys.executable, "-m", "ftjax", "train", *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return run_ftjax("train", *args, check=False)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -186,8 +183,8 @@ def test_export_from_workdir_loads_in_hf_peft(setup, tmp_path):
     from ftjax.train.restore import load_run
 
     run(setup, tmp_path / "run", **{"train.steps": 4, "train.eval_every": 2, "train.learning_rate": 0.05})
-    proc = subprocess.run([sys.executable, "-m", "ftjax", "export", f"--workdir={tmp_path / 'run'}", "--format=peft",
-                           f"--out={tmp_path / 'peft'}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = run_ftjax("export", f"--workdir={tmp_path / 'run'}", "--format=peft", f"--out={tmp_path / 'peft'}",
+                     check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = (tmp_path / "peft" / "README.md").read_text()  # the model card quotes the run
     assert card.startswith("---\n") and "library_name: peft" in card and "steps 4 of 4" in card
@@ -213,9 +210,8 @@ def test_merged_export_of_a_bfloat16_run_merges_into_full_precision(setup, tmp_p
     run(setup, tmp_path / "run", **{"train.steps": 3, "train.eval_every": 3, "train.learning_rate": 0.05,
                                     "model.dtype": "bfloat16"})
     for fmt in ("peft", "merged"):
-        proc = subprocess.run([sys.executable, "-m", "ftjax", "export", f"--workdir={tmp_path / 'run'}",
-                               f"--format={fmt}", f"--out={tmp_path / fmt}"], capture_output=True, text=True,
-                              timeout=300, cwd=ROOT)
+        proc = run_ftjax("export", f"--workdir={tmp_path / 'run'}", f"--format={fmt}", f"--out={tmp_path / fmt}",
+                         check=False)
         assert proc.returncode == 0, proc.stderr[-2000:]
     ids = torch.tensor([[5, 9, 31, 7, 22]], dtype=torch.long)
     with torch.no_grad():
