@@ -4,15 +4,13 @@ rounding in f16/bf16/q8_0; the tokenizer encodes like the source; what llama.cpp
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import ftjax.models as M
-from conftest import ROOT
+from conftest import run_ftjax
 from ftjax.models.gguf import gguf_tokenizer, read_gguf
 from ftjax.models.gguf_export import write_gguf
 from test_gguf_tokenizer import TEXTS, _byte_level_file, _sentencepiece_file
@@ -41,6 +39,14 @@ CASES = {
 }
 TRANSFORMERS_READS = ("llama", "gemma3_defaults")  # transformers' GGUF reader cannot state the others
 IDS = np.asarray([[5, 9, 31, 7, 22, 40, 41, 3, 19]], np.int32)
+
+
+def logits(model) -> np.ndarray:
+    """The model's logits on IDS, from one compiled program rather than op by op."""
+    return np.asarray(_forward(model, jnp.asarray(IDS)))
+
+
+_forward = nnx.jit(lambda model, ids: model(ids))
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +87,7 @@ def test_f32_export_reads_back_exactly(source, case, tmp_path):
     model = M.from_pretrained(folder)
     out = write_gguf(model, tmp_path / "m.gguf", tok, "f32")
     back = M.from_pretrained(out)
-    np.testing.assert_allclose(np.asarray(back(jnp.asarray(IDS))), np.asarray(model(jnp.asarray(IDS))), atol=1e-5)
+    np.testing.assert_allclose(logits(back), logits(model), atol=1e-5)
     again = gguf_tokenizer(out)
     for text in TEXTS:
         assert again(text)["input_ids"] == tok(text)["input_ids"], text
@@ -105,15 +111,13 @@ def test_rounded_types_stay_within_their_precision(source, tmp_path, weights, bo
         assert err <= bound * np.abs(w).max() + 1e-12, (name, err)
         if w.ndim == 1:
             np.testing.assert_array_equal(rounded[name], w)  # vectors stay float32
-    ref = np.asarray(model(jnp.asarray(IDS)))
-    got = np.asarray(M.from_pretrained(tmp_path / f"{weights}.gguf")(jnp.asarray(IDS)))
+    ref = logits(model)
+    got = logits(M.from_pretrained(tmp_path / f"{weights}.gguf"))
     assert np.abs(got - ref).max() <= 20 * bound * np.abs(ref).max()
 
 
 @pytest.mark.long
 def test_export_command_merges_the_adapter_into_the_gguf(source, tmp_path):
-    from flax import nnx
-
     from ftjax.peft.apply import apply_peft
     from ftjax.peft.files import save_adapter
     from ftjax.peft.merge import merged_model
@@ -123,15 +127,13 @@ def test_export_command_merges_the_adapter_into_the_gguf(source, tmp_path):
     for _, var in nnx.to_flat_state(nnx.state(model, nnx.LoRAParam)):
         var[...] = var[...] + 0.05  # B off zero, so the merge matters
     save_adapter(model, tmp_path / "adapter")
-    done = subprocess.run([sys.executable, "-m", "ftjax", "export", f"--model={folder}",
-                           f"--adapter={tmp_path / 'adapter'}", "--format=gguf", "--gguf_type=f32",
-                           f"--out={tmp_path / 'gguf'}"], capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_ftjax("export", f"--model={folder}", f"--adapter={tmp_path / 'adapter'}", "--format=gguf", "--gguf_type=f32",
+              f"--out={tmp_path / 'gguf'}")
     assert "## Intended use and limits" in (tmp_path / "gguf" / "README.md").read_text()  # its model card
     back = M.from_pretrained(tmp_path / "gguf" / "model-f32.gguf")
-    want = np.asarray(merged_model(model)(jnp.asarray(IDS)))
-    np.testing.assert_allclose(np.asarray(back(jnp.asarray(IDS))), want, atol=1e-5)
-    assert np.abs(want - np.asarray(M.from_pretrained(folder)(jnp.asarray(IDS)))).max() > 1e-3
+    want = logits(merged_model(model))
+    np.testing.assert_allclose(logits(back), want, atol=1e-5)
+    assert np.abs(want - logits(M.from_pretrained(folder))).max() > 1e-3
 
 
 def test_what_llama_cpp_cannot_state_is_refused(source, hf_folder, tiny_model_dir, tmp_path):
@@ -156,8 +158,6 @@ def test_lora_adapter_gguf_holds_the_factors_llama_cpp_applies(source, tmp_path)
     """adapter.lora.alpha / r x B A of each matrix, with the base's Q/K permutation undone, is the adapter's
     own change to that weight; rsLoRA's scale is folded into alpha; non-LoRA methods are refused."""
     import gguf
-    from flax import nnx
-
     from ftjax.models.gguf import _unpermute_rope
     from ftjax.peft.gguf_lora import write_gguf_lora
     from ftjax.peft.apply import apply_peft, find_targets
