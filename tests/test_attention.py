@@ -50,11 +50,12 @@ def test_model_logits_and_cached_generation_agree_across_kernels(family, hf_fold
     _, path = hf_folder(family)
     model = M.from_pretrained(path)
     ids, mask, _ = padded_batch()
-    ref_logits = np.asarray(model(jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
+    forward = nnx.jit(lambda m: m(jnp.asarray(ids), attention_mask=jnp.asarray(mask)))  # traced anew per kernel
+    ref_logits = np.asarray(forward(model))
     prompts = [list(r[m.astype(bool)]) for r, m in zip(ids, mask)]
     ref_tokens = generate(model, prompts, Sampling(max_new_tokens=6))
     assert model.set_attention("xla") == ("xla", "as configured")
-    logits = np.asarray(model(jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
+    logits = np.asarray(forward(model))
     real = mask.astype(bool)
     np.testing.assert_allclose(logits[real], ref_logits[real], atol=1e-4)
     assert generate(model, prompts, Sampling(max_new_tokens=6)) == ref_tokens
@@ -119,7 +120,7 @@ def test_splash_kernel_equals_reference_forward_and_backward(window, softcap):
         return lambda q, k, v: jnp.sum(jnp.sin(A.attend(q, k, v, mask, scale=0.3, softcap=softcap,
                                                         implementation=impl)) * rows)
 
-    want, want_grads = jax.value_and_grad(loss("reference", dense), argnums=(0, 1, 2))(q, k, v)
+    want, want_grads = jax.jit(jax.value_and_grad(loss("reference", dense), argnums=(0, 1, 2)))(q, k, v)
     got, grads = jax.jit(jax.value_and_grad(loss("splash", segments), argnums=(0, 1, 2)))(q, k, v)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     for g, w in zip(grads, want_grads):

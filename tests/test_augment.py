@@ -200,6 +200,7 @@ def test_origin_survives_the_review_round_trip_and_weights_the_loss(tiny_model_d
 
 
 def test_weighted_loss_is_the_weighted_mean_of_token_losses():
+    import jax
     import jax.numpy as jnp
 
     from ftjax.loss import target_loss_sums, token_nll_hits
@@ -214,6 +215,7 @@ def test_weighted_loss_is_the_weighted_mean_of_token_losses():
     weights = jnp.asarray([1.0, 0.5, 0.0, 2.0, 1.0, 1.0], jnp.float32)
     nll, _ = token_nll_hits(head(hidden.reshape(10, 8)[index]), targets.reshape(-1)[index], 0.0)
     for fused in (False, True):
-        total, count, _ = target_loss_sums(head, hidden, targets, index, valid, chunk=4, fused=fused, weights=weights)
+        total, count, _ = jax.jit(lambda h: target_loss_sums(head, h, targets, index, valid, chunk=4, fused=fused,
+                                                             weights=weights))(hidden)
         np.testing.assert_allclose(total, float(jnp.sum(nll * weights * valid)), rtol=1e-5)
         assert float(count) == 4.5
