@@ -19,8 +19,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 ** 31))  # a size limit makes JAX lock its files
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 # Prime-ish sizes so that a swapped axis shows up as a shape error; windows shorter than the test sequence.
 _COMMON = dict(vocab_size=131, hidden_size=40, intermediate_size=52, num_hidden_layers=3, num_attention_heads=4,
@@ -170,6 +172,15 @@ def write_csv(path: Path, rows: list, header=("text", "category")) -> str:
         w.writerow(header)
         w.writerows(rows)
     return str(path)
+
+
+def forward_logits(model, ids, mask=None) -> np.ndarray:
+    """The model's logits as one compiled program: called op by op, every primitive and shape compiles on its own.
+    A model with another kernel or adapter is traced anew (those are static attributes of its modules)."""
+    return np.asarray(_forward(model, jnp.asarray(ids), None if mask is None else jnp.asarray(mask)))
+
+
+_forward = nnx.jit(lambda model, ids, mask: model(ids, attention_mask=mask))
 
 
 def run_ftjax(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:

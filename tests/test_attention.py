@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import padded_batch
+from conftest import forward_logits, padded_batch
 from ftjax import models as M
 from ftjax.models import attention as A, scan
 from ftjax.sharding import make_mesh
@@ -50,12 +50,11 @@ def test_model_logits_and_cached_generation_agree_across_kernels(family, hf_fold
     _, path = hf_folder(family)
     model = M.from_pretrained(path)
     ids, mask, _ = padded_batch()
-    forward = nnx.jit(lambda m: m(jnp.asarray(ids), attention_mask=jnp.asarray(mask)))  # traced anew per kernel
-    ref_logits = np.asarray(forward(model))
+    ref_logits = forward_logits(model, ids, mask)
     prompts = [list(r[m.astype(bool)]) for r, m in zip(ids, mask)]
     ref_tokens = generate(model, prompts, Sampling(max_new_tokens=6))
     assert model.set_attention("xla") == ("xla", "as configured")
-    logits = np.asarray(forward(model))
+    logits = forward_logits(model, ids, mask)
     real = mask.astype(bool)
     np.testing.assert_allclose(logits[real], ref_logits[real], atol=1e-4)
     assert generate(model, prompts, Sampling(max_new_tokens=6)) == ref_tokens

@@ -4,13 +4,12 @@ rounding in f16/bf16/q8_0; the tokenizer encodes like the source; what llama.cpp
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 import ftjax.models as M
-from conftest import run_ftjax
+from conftest import forward_logits, run_ftjax
 from ftjax.models.gguf import gguf_tokenizer, read_gguf
 from ftjax.models.gguf_export import write_gguf
 from test_gguf_tokenizer import TEXTS, _byte_level_file, _sentencepiece_file
@@ -39,14 +38,6 @@ CASES = {
 }
 TRANSFORMERS_READS = ("llama", "gemma3_defaults")  # transformers' GGUF reader cannot state the others
 IDS = np.asarray([[5, 9, 31, 7, 22, 40, 41, 3, 19]], np.int32)
-
-
-def logits(model) -> np.ndarray:
-    """The model's logits on IDS, from one compiled program rather than op by op."""
-    return np.asarray(_forward(model, jnp.asarray(IDS)))
-
-
-_forward = nnx.jit(lambda model, ids: model(ids))
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +78,7 @@ def test_f32_export_reads_back_exactly(source, case, tmp_path):
     model = M.from_pretrained(folder)
     out = write_gguf(model, tmp_path / "m.gguf", tok, "f32")
     back = M.from_pretrained(out)
-    np.testing.assert_allclose(logits(back), logits(model), atol=1e-5)
+    np.testing.assert_allclose(forward_logits(back, IDS), forward_logits(model, IDS), atol=1e-5)
     again = gguf_tokenizer(out)
     for text in TEXTS:
         assert again(text)["input_ids"] == tok(text)["input_ids"], text
@@ -111,8 +102,8 @@ def test_rounded_types_stay_within_their_precision(source, tmp_path, weights, bo
         assert err <= bound * np.abs(w).max() + 1e-12, (name, err)
         if w.ndim == 1:
             np.testing.assert_array_equal(rounded[name], w)  # vectors stay float32
-    ref = logits(model)
-    got = logits(M.from_pretrained(tmp_path / f"{weights}.gguf"))
+    ref = forward_logits(model, IDS)
+    got = forward_logits(M.from_pretrained(tmp_path / f"{weights}.gguf"), IDS)
     assert np.abs(got - ref).max() <= 20 * bound * np.abs(ref).max()
 
 
@@ -131,9 +122,9 @@ def test_export_command_merges_the_adapter_into_the_gguf(source, tmp_path):
               f"--out={tmp_path / 'gguf'}")
     assert "## Intended use and limits" in (tmp_path / "gguf" / "README.md").read_text()  # its model card
     back = M.from_pretrained(tmp_path / "gguf" / "model-f32.gguf")
-    want = logits(merged_model(model))
-    np.testing.assert_allclose(logits(back), want, atol=1e-5)
-    assert np.abs(want - logits(M.from_pretrained(folder))).max() > 1e-3
+    want = forward_logits(merged_model(model), IDS)
+    np.testing.assert_allclose(forward_logits(back, IDS), want, atol=1e-5)
+    assert np.abs(want - forward_logits(M.from_pretrained(folder), IDS)).max() > 1e-3
 
 
 def test_what_llama_cpp_cannot_state_is_refused(source, hf_folder, tiny_model_dir, tmp_path):

@@ -10,8 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import sft_config
-from flax import nnx
+from conftest import forward_logits, sft_config
 
 import ftjax.models as M
 from ftjax.eval.config import check
@@ -28,16 +27,13 @@ def tiny(tiny_model_dir):
     return M.from_pretrained(tiny_model_dir), load_tokenizer(tiny_model_dir)
 
 
-_forward = nnx.jit(lambda model, ids: model(ids))  # one program per length, not one per operation
-
-
 def reference_likeliest(model, tok, prompt, labels):
     """The label maximising log p(label tokens, EOS | prompt), each scored by its own unpadded forward pass."""
     scores = []
     for label in labels:
         target = tok(label, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ids = np.asarray([prompt + target], np.int32)
-        logp = np.asarray(_forward(model, ids), np.float64)[0]
+        logp = forward_logits(model, ids).astype(np.float64)[0]
         logp = logp - np.log(np.exp(logp - logp.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logp.max(-1, keepdims=True)
         scores.append(sum(logp[len(prompt) - 1 + k, t] for k, t in enumerate(target)))
     return labels[int(np.argmax(scores))]

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 import ftjax.models as M
-from conftest import padded_batch
+from conftest import forward_logits, padded_batch
 from test_models import hf_logits
 from ftjax.peft import (apply_peft, find_targets, load_adapter, merge, save_adapter, set_adapter, trainable_filter,
                         unmerge, use_adapter)
@@ -18,15 +18,10 @@ from ftjax.peft.config import peft_config
 from ftjax.peft.layer import AdaptedLinear
 
 
-@nnx.jit
-def _forward(model, ids, mask):
-    return model(ids, attention_mask=mask)
-
-
 def logits(model, ids=None, mask=None) -> np.ndarray:
     if ids is None:
         ids, mask, _ = padded_batch()
-    return np.asarray(_forward(model, jnp.asarray(ids), jnp.asarray(mask)))
+    return forward_logits(model, ids, mask)
 
 
 def randomize(model: nnx.Module, name: str = "default", seed: int = 0, scale: float = 0.2, unfreeze: str = "") -> None:

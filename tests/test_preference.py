@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import sft_config, write_rows
+from conftest import forward_logits, sft_config, write_rows
 from ftjax.loss import preference_losses
 
 
@@ -78,7 +78,7 @@ def test_reference_log_probs_are_the_base_model_with_the_adapter_off(tiny_model_
     np.testing.assert_allclose(np.asarray(off), np.asarray(plain), atol=1e-5)
     assert np.abs(np.asarray(tuned) - np.asarray(plain)).max() > 1e-3
     # and the summed log-probs equal a direct log-softmax over the full logits
-    logits = nnx.jit(lambda m, ids, mask: m(ids, attention_mask=mask))(base, batch["inputs"], batch["attention_mask"])
+    logits = forward_logits(base, batch["inputs"], batch["attention_mask"])
     lp = np.asarray(jax.nn.log_softmax(logits.astype(jnp.float32), -1))
     mask = np.zeros(batch["inputs"].shape, bool).reshape(-1)
     mask[batch["index"][batch["valid"]]] = True
