@@ -60,6 +60,12 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "wide.csv").write_text("a,b\n1,2\n1,2,3\n")
     with pytest.raises(ValueError, match=r"wide\.csv:3: more fields than the header"):
         load_rows(str(tmp_path / "wide.csv"))
+    (tmp_path / "short.csv").write_text("a,b\n1,2\n1,\n3\n")  # "1," is an empty cell, "3" a short row
+    with pytest.raises(ValueError, match=r"short\.csv:4: 1 of the header's 2 fields"):
+        load_rows(str(tmp_path / "short.csv"))
+    (tmp_path / "quote.csv").write_text('a,b\n"1\n2",3\n"4,5\n6,7\n')  # a quoted cell may span lines
+    with pytest.raises(ValueError, match=r"quote\.csv:4: not valid CSV \(unexpected end of data\)"):
+        load_rows(str(tmp_path / "quote.csv"))
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(ValueError, match="unknown file type '.txt'"):
         load_rows(str(tmp_path / "x.txt"))

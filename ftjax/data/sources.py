@@ -78,13 +78,7 @@ def _file_rows(path: Path) -> list[dict]:
             raise ValueError(f"{path}: expected a JSON list of objects (use .jsonl for one object per line)")
         return [dict(row, _source=src, _line=i) for i, row in enumerate(data, 1)]  # _line = item number
     if suffix == ".csv":
-        reader = csv.DictReader(StringIO(read_text(path), newline=""))
-        rows = []
-        for row in reader:
-            if None in row:  # more cells than the header names
-                raise ValueError(f"{path}:{reader.line_num}: more fields than the header has")
-            rows.append(dict(row, _source=src, _line=reader.line_num))
-        return rows
+        return _csv_rows(path)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -92,6 +86,22 @@ def _file_rows(path: Path) -> list[dict]:
         return [dict(row, _source=src, _line=i) for i, row in enumerate(table.to_pylist(), 1)]  # _line = row
     raise ValueError(f"{path}: unknown file type {suffix!r}; expected .jsonl, .json, .csv or .parquet "
                      "(or an hf: / tfds: spec)")
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    reader = csv.DictReader(StringIO(read_text(path), newline=""), strict=True)
+    rows: list[dict] = []
+    try:
+        for row in reader:
+            if None in row:  # more cells than the header names
+                raise ValueError(f"{path}:{reader.line_num}: more fields than the header has")
+            if None in row.values():  # DictReader fills the cells a short row lacks with None
+                raise ValueError(f"{path}:{reader.line_num}: {sum(v is not None for v in row.values())} of the "
+                                 f"header's {len(row)} fields")
+            rows.append(dict(row, _source=str(path), _line=reader.line_num))
+    except csv.Error as e:  # line_num then counts the lines of the rows read before the bad one
+        raise ValueError(f"{path}:{reader.line_num + 1}: not valid CSV ({e})") from None
+    return rows
 
 
 def _hf_rows(spec: str) -> list[dict]:
