@@ -8,6 +8,7 @@ shows its traceback; `--debug` (anywhere on the line) shows the traceback of bad
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 from absl import flags
@@ -91,7 +92,9 @@ def flag_error(e: BaseException) -> str:
     """A bad flag or config override on one line; ml_collections reports an unknown key as an AttributeError
     (or KeyError) carrying the key and a did-you-mean suggestion."""
     text = one_line(e)
-    return f"unknown config key {text}" if isinstance(e, (AttributeError, KeyError)) else text
+    if not isinstance(e, (AttributeError, KeyError)):
+        return text
+    return "unknown config key " + re.sub(r' Did you mean "([^"]+)" instead of "[^"]*"\?', r'; did you mean "\1"?', text)
 
 
 def one_line(e: BaseException) -> str:

@@ -146,7 +146,7 @@ def ftjax_train(*args):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config.train.stepz=3"], "unknown config key 'stepz'"),
+    (["--config.train.stepz=3"], "unknown config key 'stepz'; did you mean \"steps\"?"),
     pytest.param(["--config.train.steps=abc"], "invalid literal for int()", marks=pytest.mark.long),
     pytest.param(["--config.train.schedule=sawtooth"], "unknown train.schedule 'sawtooth'", marks=pytest.mark.long),
     pytest.param(["--config.peft.method=magic"], "peft.method='magic'", marks=pytest.mark.long),
