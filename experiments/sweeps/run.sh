@@ -6,8 +6,9 @@
 #   bash experiments/sweeps/run.sh full        # LoRA vs full fine-tuning, float32 weights, 60 steps
 #   bash experiments/sweeps/run.sh data        # 10 clean rows per intent vs 30 clean vs 30 with 40% wrong labels
 #   bash experiments/sweeps/run.sh method      # DoRA, (IA)3, prefix and prompt tuning at 10 rows per intent, 60 steps
+#   bash experiments/sweeps/run.sh lr          # LoRA learning rate 1e-3|3e-3|1e-2 x seeds 0|1, the same budget
 set -euo pipefail
-case ${1:?usage: run.sh rank|transfer|full|data|method} in
+case ${1:?usage: run.sh rank|transfer|full|data|method|lr} in
   rank)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_rank.py:cpu --workdir=runs/sweeps/lora_rank_cpu ;;
   transfer)  # rank 8 as in the source run; compare with the rank sweep's rank-8 trials (same data and seeds)
@@ -23,5 +24,7 @@ case ${1:?usage: run.sh rank|transfer|full|data|method} in
     .venv/bin/python experiments/sweeps/data_plot.py ;;  # LoRA beside the baseline per arm
   method)
     .venv/bin/ftjax sweep --config=configs/sweeps/peft_method.py:cpu --workdir=runs/sweeps/peft_method_cpu ;;
-  *) echo "unknown ablation $1; choose rank, transfer, full, data or method" >&2; exit 2 ;;
+  lr)
+    .venv/bin/ftjax sweep --config=configs/sweeps/lr_batch.py:cpu --workdir=runs/sweeps/lora_lr_cpu ;;
+  *) echo "unknown ablation $1; choose rank, transfer, full, data, method or lr" >&2; exit 2 ;;
 esac
