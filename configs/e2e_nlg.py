@@ -16,9 +16,9 @@ challenge's definitions), slot error rate 17.0 +- 0.8% (best of 4 beams; slot ch
 baseline scores 63.8 BLEU and 5.0% slot errors. Decoding now takes, of the 4 beams, the one with the fewest slot
 errors (`eval.rerank=slots`, from the task): on two multi-task seeds slot errors 14.0 -> 10.2 and 13.5 -> 8.8%, BLEU
 -1.5 (not significant).
-600 steps (about 1.1 epochs; the default since 2026-12-07, seeds 0-1, 75-120 min a run here): validation loss 1.088
-and 1.085 against 1.147-1.148 at 300 steps; reranked BLEU 73.5 +- 1.1, NIST 8.54 +- 0.11, METEOR 50.9 +- 0.9,
-ROUGE-L 78.9 +- 1.1, CIDEr 2.48 +- 0.09, slot errors 8.9 +- 2.7% (300 steps, reranked, 3 seeds: 71.4 +- 1.2, 8.34,
+600 steps (about 1.1 epochs; the default since 2026-12-07, seeds 0-2, 75-120 min a run here): validation loss
+1.089 +- 0.004 against 1.147-1.148 at 300 steps; reranked BLEU 73.2 +- 0.9, NIST 8.51 +- 0.10, METEOR 50.6 +- 0.8,
+ROUGE-L 78.9 +- 0.8, CIDEr 2.46 +- 0.08, slot errors 8.8 +- 1.9% (300 steps, reranked, 3 seeds: 71.4 +- 1.2, 8.34,
 48.4, 75.7 +- 1.4, 2.41, 8.3 +- 2.2%).
 Details: experiments/e2e_nlg/README.md.
 """
