@@ -346,13 +346,19 @@ def test_every_preset_is_a_valid_sweep(name, tmp_path, monkeypatch):
 
     (tmp_path / "categories.json").write_text(json.dumps(["card_arrival", "card_linking", "top_up_failed"]))
     monkeypatch.setenv("BANKING77_DIR", str(tmp_path))  # the presets' Banking77 configs read its label set
-    b = load_config_file(ROOT / "configs" / "sweeps" / f"{name}.py")
-    sweep_config.check(b)
-    config = base_config(b)  # every key and value checked against the base config
-    metric, direction = goal(b, config)
-    assert metric.rpartition("/")[2] == "accuracy" and direction == "maximize"  # Banking77's objective
-    assert all(validation_name(m) in logged_metrics(config) for m in also(b, config))
-    assert "train.seed" in parse_space(b.space) and len(plan(b, parse_space(b.space))) >= 6
+    path = ROOT / "configs" / "sweeps" / f"{name}.py"
+    with pytest.raises(ValueError, match="choose from: ") as unknown:  # the message lists the other variants
+        load_config_file(path, "no-such-variant")
+    variants = [None] + [v for v in str(unknown.value).rpartition(": ")[2].split(", ") if v != "(none)"]
+    for variant in variants:
+        b = load_config_file(path, variant)
+        sweep_config.check(b)
+        config = base_config(b)  # every key and value checked against the base config
+        metric, direction = goal(b, config)
+        assert metric.rpartition("/")[2] == "accuracy" and direction == "maximize"  # Banking77's objective
+        assert all(validation_name(m) in logged_metrics(config) for m in also(b, config))
+        if variant is None:  # the full presets: several points, each over seeds (cpu variants may use one)
+            assert "train.seed" in parse_space(b.space) and len(plan(b, parse_space(b.space))) >= 6
 
 
 def test_rank_puts_failures_last_and_breaks_ties_by_size():
