@@ -6,7 +6,7 @@
 #   bash experiments/sweeps/run.sh full        # LoRA vs full fine-tuning, float32 weights, 60 steps
 #   bash experiments/sweeps/run.sh data        # 10 clean rows per intent vs 30 clean vs 30 with 40% wrong labels
 #   bash experiments/sweeps/run.sh method      # DoRA, (IA)3, prefix and prompt tuning at 10 rows per intent, 60 steps
-#   bash experiments/sweeps/run.sh lr          # LoRA learning rate 1e-3|3e-3|1e-2 x seeds 0|1, the same budget
+#   bash experiments/sweeps/run.sh lr          # LoRA learning rate 3e-3|1e-2|1e-3 x seeds 0|1, the same budget
 set -euo pipefail
 case ${1:?usage: run.sh rank|transfer|full|data|method|lr} in
   rank)
