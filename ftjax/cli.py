@@ -94,7 +94,8 @@ def flag_error(e: BaseException) -> str:
     text = one_line(e)
     if not isinstance(e, (AttributeError, KeyError)):
         return text
-    return "unknown config key " + re.sub(r' Did you mean "([^"]+)" instead of "[^"]*"\?', r'; did you mean "\1"?', text)
+    suggestion = r' Did you mean "([^"]+)" instead of "[^"]*"\?'
+    return "unknown config key " + re.sub(suggestion, r'; did you mean "\1"?', text)
 
 
 def one_line(e: BaseException) -> str:

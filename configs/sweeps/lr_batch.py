@@ -7,7 +7,7 @@
 Variant `tpe`: the learning rate on a log range and the batch size, 20 trials drawn by TPE, poor ones stopped
 by the median rule from their validation curves. Variant `cpu`: LoRA's learning rate 3e-3, 1e-2 and 1e-3 (the
 default, which the rank and data sweeps measured, last) at batch 16, 10 rows per intent, 60 steps (the rank
-sweep's budget), seed 0 first, then seed 1; 7-12 minutes a trial on a 2-core CPU. Results:
+sweep's budget), seed 0 first, then seed 1; 7-15 minutes a trial on a 2-core CPU. Results:
 experiments/sweeps/README.md.
 """
 
