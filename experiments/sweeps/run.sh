@@ -4,11 +4,12 @@
 #   bash experiments/sweeps/run.sh rank        # LoRA rank 2|8|32 x seeds 0|1, 10 rows per intent, 60 steps
 #   bash experiments/sweeps/run.sh transfer    # the same run started from the E2E adapter (needs runs/e2e_s0)
 #   bash experiments/sweeps/run.sh full        # LoRA vs full fine-tuning, float32 weights, 60 steps
+#   bash experiments/sweeps/run.sh full-seeds  # the same three arms at seeds 1|2 (`full` is seed 0)
 #   bash experiments/sweeps/run.sh data        # 10 clean rows per intent vs 30 clean vs 30 with 40% wrong labels
 #   bash experiments/sweeps/run.sh method      # DoRA, (IA)3, prefix and prompt tuning at 10 rows per intent, 60 steps
 #   bash experiments/sweeps/run.sh lr          # LoRA learning rate 3e-3|1e-2|1e-3 x seeds 0|1, the same budget
 set -euo pipefail
-case ${1:?usage: run.sh rank|transfer|full|data|method|lr} in
+case ${1:?usage: run.sh rank|transfer|full|full-seeds|data|method|lr} in
   rank)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_rank.py:cpu --workdir=runs/sweeps/lora_rank_cpu ;;
   transfer)  # rank 8 as in the source run; compare with the rank sweep's rank-8 trials (same data and seeds)
@@ -16,6 +17,9 @@ case ${1:?usage: run.sh rank|transfer|full|data|method|lr} in
       --config.space="model.init_from=runs/e2e_s0 train.seed=0|1" ;;
   full)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_vs_full.py:cpu --workdir=runs/sweeps/lora_vs_full_cpu ;;
+  full-seeds)
+    .venv/bin/ftjax sweep --config=configs/sweeps/lora_vs_full.py:cpu --workdir=runs/sweeps/lora_vs_full_cpu_s12 \
+      --config.space="peft.method,train.learning_rate=lora,1e-3|full,5e-5|full,2e-4 train.seed=1|2" ;;
   data)
     .venv/bin/ftjax sweep --config=configs/sweeps/data_size.py:cpu --workdir=runs/sweeps/data_size_cpu
     for arm in "10 0" "30 0.4" "30 0"; do  # the linear baseline on each arm's rows
@@ -26,5 +30,5 @@ case ${1:?usage: run.sh rank|transfer|full|data|method|lr} in
     .venv/bin/ftjax sweep --config=configs/sweeps/peft_method.py:cpu --workdir=runs/sweeps/peft_method_cpu ;;
   lr)
     .venv/bin/ftjax sweep --config=configs/sweeps/lr_batch.py:cpu --workdir=runs/sweeps/lora_lr_cpu ;;
-  *) echo "unknown ablation $1; choose rank, transfer, full, data, method or lr" >&2; exit 2 ;;
+  *) echo "unknown ablation $1; choose rank, transfer, full, full-seeds, data, method or lr" >&2; exit 2 ;;
 esac
