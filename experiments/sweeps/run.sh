@@ -18,8 +18,7 @@ case ${1:?usage: run.sh rank|transfer|full|full-seeds|data|method|lr} in
   full)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_vs_full.py:cpu --workdir=runs/sweeps/lora_vs_full_cpu ;;
   full-seeds)
-    .venv/bin/ftjax sweep --config=configs/sweeps/lora_vs_full.py:cpu --workdir=runs/sweeps/lora_vs_full_cpu_s12 \
-      --config.space="peft.method,train.learning_rate=lora,1e-3|full,5e-5|full,2e-4 train.seed=1|2" ;;
+    .venv/bin/ftjax sweep --config=configs/sweeps/lora_vs_full.py:cpu_seeds --workdir=runs/sweeps/lora_vs_full_cpu_s12 ;;
   data)
     .venv/bin/ftjax sweep --config=configs/sweeps/data_size.py:cpu --workdir=runs/sweeps/data_size_cpu
     for arm in "10 0" "30 0.4" "30 0"; do  # the linear baseline on each arm's rows
