@@ -6,10 +6,12 @@
 #   bash experiments/sweeps/run.sh full        # LoRA vs full fine-tuning, float32 weights, 60 steps
 #   bash experiments/sweeps/run.sh full-seeds  # the same three arms at seeds 1|2 (`full` is seed 0)
 #   bash experiments/sweeps/run.sh data        # 10 clean rows per intent vs 30 clean vs 30 with 40% wrong labels
+#   bash experiments/sweeps/run.sh data-seeds  # the same three arms at seeds 1|2 (`data` is seed 0)
 #   bash experiments/sweeps/run.sh method      # DoRA, (IA)3, prefix and prompt tuning at 10 rows per intent, 60 steps
+#   bash experiments/sweeps/run.sh method-seeds  # the same methods at seeds 1|2 (`method` is seed 0)
 #   bash experiments/sweeps/run.sh lr          # LoRA learning rate 3e-3|1e-2|1e-3 x seeds 0|1, the same budget
 set -euo pipefail
-case ${1:?usage: run.sh rank|transfer|full|full-seeds|data|method|lr} in
+case ${1:?usage: run.sh rank|transfer|full|full-seeds|data|data-seeds|method|method-seeds|lr} in
   rank)
     .venv/bin/ftjax sweep --config=configs/sweeps/lora_rank.py:cpu --workdir=runs/sweeps/lora_rank_cpu ;;
   transfer)  # rank 8 as in the source run; compare with the rank sweep's rank-8 trials (same data and seeds)
@@ -25,9 +27,13 @@ case ${1:?usage: run.sh rank|transfer|full|full-seeds|data|method|lr} in
       set -- $arm; .venv/bin/python experiments/banking77/baseline.py --per_label="$1" --label_noise="$2"
     done
     .venv/bin/python experiments/sweeps/data_plot.py ;;  # LoRA beside the baseline per arm
+  data-seeds)
+    .venv/bin/ftjax sweep --config=configs/sweeps/data_size.py:cpu_seeds --workdir=runs/sweeps/data_size_cpu_s12 ;;
   method)
     .venv/bin/ftjax sweep --config=configs/sweeps/peft_method.py:cpu --workdir=runs/sweeps/peft_method_cpu ;;
+  method-seeds)
+    .venv/bin/ftjax sweep --config=configs/sweeps/peft_method.py:cpu_seeds --workdir=runs/sweeps/peft_method_cpu_s12 ;;
   lr)
     .venv/bin/ftjax sweep --config=configs/sweeps/lr_batch.py:cpu --workdir=runs/sweeps/lora_lr_cpu ;;
-  *) echo "unknown ablation $1; choose rank, transfer, full, full-seeds, data, method or lr" >&2; exit 2 ;;
+  *) echo "unknown ablation $1; choose rank, transfer, full, full-seeds, data, data-seeds, method, method-seeds or lr" >&2; exit 2 ;;
 esac
