@@ -187,6 +187,33 @@ def test_the_report_averages_over_seeds(fake, overrides, tmp_path):
     assert best["mean"] == pytest.approx(0.1 + 0.005 + 1 / 6) and best["std"] == pytest.approx(0.01 / 2 ** 0.5)
 
 
+def test_the_data_plot_pools_each_arms_seeds_across_sweeps(tmp_path):
+    """experiments/sweeps/data_plot.py: seed 0's sweep (no seed column) and seeds 1-2's pool per arm."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("data_plot", ROOT / "experiments" / "sweeps" / "data_plot.py")
+    data_plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(data_plot)
+    key = data_plot.KEY
+    for folder, header, rows in (
+            ("s0", ["trial", "state", key, "value", "steps"], [[0, "complete", "10,0", 67.5, 60],
+                                                                 [1, "complete", "30,0.4", 30.0, 60]]),
+            ("s12", ["trial", "state", key, "train.seed", "value", "steps"],
+             [[0, "complete", "10,0", 1, 69.5, 60], [1, "failed", "10,0", 2, "", 60],
+              [2, "complete", "30,0.4", 1, 32.0, 60], [3, "complete", "30,0.4", 2, 34.0, 60]])):
+        (tmp_path / folder).mkdir()
+        with open(tmp_path / folder / "results.csv", "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+    arms, steps = data_plot.trials_by_arm([str(tmp_path / "s0"), str(tmp_path / "s12")])
+    assert arms == {"10,0": [67.5, 69.5], "30,0.4": [30.0, 32.0, 34.0]} and steps == 60  # the failed trial left out
+    with open(tmp_path / "s12" / "results.csv", "a", newline="") as f:
+        csv.writer(f).writerow([4, "complete", "30,0", 1, 77.0, 120])
+    with pytest.raises(ValueError, match="trials of different lengths"):
+        data_plot.trials_by_arm([str(tmp_path / "s0"), str(tmp_path / "s12")])
+    with pytest.raises(FileNotFoundError, match="run the sweep first"):
+        data_plot.trials_by_arm([str(tmp_path / "none")])
+
+
 @pytest.mark.long
 def test_studies_of_other_seeds_report_together(fake, overrides, tmp_path):
     """experiments/multitask/mixture_table.py: a seed added in a study of its own (a grid cannot grow) averages
