@@ -7,8 +7,8 @@ The mission's claim to check: a small curated set beats a large noisy one.
 
 Every trial trains 4 epochs over its rows (train.steps=0), so a smaller set takes fewer steps. Variant `cpu`:
 the same 60 steps for every arm (equal compute), one seed: 10 clean rows per intent, and 30 per intent clean
-and with 40% of the labels wrong; variant `cpu_seeds`: the same arms at seeds 1 and 2. Results:
-experiments/sweeps/README.md.
+and with 40% of the labels wrong; variant `cpu_seeds`: the same arms at seeds 1 and 2 (over the three, 69.0 +- 1.5,
+42.6 +- 12.8 and 76.8 +- 0.7 validation accuracy). Results: experiments/sweeps/README.md.
 """
 
 from ftjax.sweep.config import preset
