@@ -14,8 +14,6 @@ and with 40% of the labels wrong; variant `cpu_seeds`: the same arms at seeds 1 
 from ftjax.sweep.config import preset
 
 BASE = "configs/banking77.py"
-
-
 CPU_ARMS = "data.per_label,data.label_noise=10,0|30,0.4|30,0"
 CPU = "train.steps=60 train.eval_every=30 checkpoint.every=30"
 

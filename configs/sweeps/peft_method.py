@@ -18,6 +18,7 @@ CPU_ARMS = ("peft.method,train.learning_rate,data.pack=dora,1e-3,true|ia3,1e-2,t
             "prompt,3e-2,false")
 CPU = "data.per_label=10 train.steps=60 train.eval_every=30 checkpoint.every=30"
 
+
 def get_config(arg=None):
     return preset("configs/sweeps/peft_method.py", arg, default=dict(
         base="configs/banking77.py:few",
