@@ -26,9 +26,10 @@ case ${1:?usage: run.sh rank|transfer|full|full-seeds|data|data-seeds|method|met
     for arm in "10 0" "30 0.4" "30 0"; do  # the linear baseline on each arm's rows
       set -- $arm; .venv/bin/python experiments/banking77/baseline.py --per_label="$1" --label_noise="$2"
     done
-    .venv/bin/python experiments/sweeps/data_plot.py ;;  # LoRA beside the baseline per arm
-  data-seeds)
-    .venv/bin/ftjax sweep --config=configs/sweeps/data_size.py:cpu_seeds --workdir=runs/sweeps/data_size_cpu_s12 ;;
+    .venv/bin/python experiments/sweeps/data_plot.py --sweeps=runs/sweeps/data_size_cpu ;;  # LoRA beside the baseline per arm
+  data-seeds)  # after `data` (its baselines); the plot then pools seeds 0-2
+    .venv/bin/ftjax sweep --config=configs/sweeps/data_size.py:cpu_seeds --workdir=runs/sweeps/data_size_cpu_s12
+    .venv/bin/python experiments/sweeps/data_plot.py ;;
   method)
     .venv/bin/ftjax sweep --config=configs/sweeps/peft_method.py:cpu --workdir=runs/sweeps/peft_method_cpu ;;
   method-seeds)
